@@ -1,0 +1,43 @@
+# fleetml: `make demo` runs the main job on embedded defaults, `make test` runs the tests.
+# Both create .venv with the machine's python3 when it is missing.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+export FLEETML_HOME ?= $(CURDIR)/.fleetml
+export DAGSTER_HOME ?= $(FLEETML_HOME)/dagster_home
+export GX_ANALYTICS_ENABLED := false
+export RAY_AUTH_MODE := disabled
+export PYTHONUNBUFFERED := 1
+
+.PHONY: install demo test dev benchmarks clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+$(DAGSTER_HOME)/dagster.yaml: deploy/local/dagster.yaml
+	mkdir -p $(DAGSTER_HOME)
+	cp deploy/local/dagster.yaml $@
+
+demo: install $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/python -m pipelines.demo
+
+test: install
+	$(BIN)/python -m pytest
+
+dev: install $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+benchmarks: install
+	$(BIN)/python benchmarks/load_time.py
+	$(BIN)/python benchmarks/features.py
+
+clean:
+	rm -rf .fleetml .pytest_cache

@@ -1,0 +1,1 @@
+"""Software-defined assets of fleetml, one module per stage of the lineage."""

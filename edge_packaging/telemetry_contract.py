@@ -1,0 +1,102 @@
+"""The telemetry upload contract shared by devices, the simulated fleet and the platform.
+
+One row per event window: 4 s of IMU data at 50 Hz on 6 channels, stored channel-major as a flat list
+of 1200 float32 values, plus the GPS speed at the trigger and an optional review label.
+"""
+
+import numpy as np
+import pyarrow as pa
+
+SAMPLE_RATE_HZ = 50
+WINDOW_SECONDS = 4
+SAMPLES_PER_WINDOW = SAMPLE_RATE_HZ * WINDOW_SECONDS
+IMU_CHANNELS: tuple[str, ...] = ("ax", "ay", "az", "gx", "gy", "gz")
+"""Accelerometer in m/s^2 (x forward, y left, z up in the vehicle frame), gyroscope in rad/s."""
+IMU_VALUES_PER_WINDOW = len(IMU_CHANNELS) * SAMPLES_PER_WINDOW
+GRAVITY_MPS2 = 9.80665
+
+HARSH_EVENT_CLASSES: tuple[str, ...] = ("harsh_brake", "harsh_accel", "harsh_turn", "collision", "benign")
+VEHICLE_CLASSES: tuple[str, ...] = ("light", "medium", "heavy")
+
+# Physical limits of the sensors fitted to the fleet: readings outside them are broken data, not events.
+ACCEL_RANGE_MPS2 = 16 * GRAVITY_MPS2
+GYRO_RANGE_RADPS = 2000 * np.pi / 180
+SPEED_RANGE_KPH = (0.0, 250.0)
+
+TELEMETRY_SCHEMA = pa.schema(
+    [
+        pa.field("event_id", pa.string(), nullable=False),
+        pa.field("device_id", pa.string(), nullable=False),
+        pa.field("hardware_rev", pa.string(), nullable=False),
+        pa.field("vehicle_class", pa.string(), nullable=False),
+        pa.field("region", pa.string(), nullable=False),
+        pa.field("ts", pa.timestamp("us", tz="UTC"), nullable=False),
+        pa.field("speed_kph", pa.float32(), nullable=False),
+        pa.field("imu", pa.list_(pa.float32()), nullable=False),
+        pa.field("label", pa.string(), nullable=True),
+    ]
+)
+TELEMETRY_COLUMNS: tuple[str, ...] = tuple(TELEMETRY_SCHEMA.names)
+
+
+class ContractViolation(ValueError):
+    """An upload that cannot be read under the contract; the message is the one-line reason."""
+
+
+def _type_family_matches(actual: pa.DataType, expected: pa.DataType) -> bool:
+    """Whether `actual` can stand for `expected` without losing meaning (width may differ)."""
+    if pa.types.is_string(expected):
+        return pa.types.is_string(actual) or pa.types.is_large_string(actual) or pa.types.is_null(actual)
+    if pa.types.is_floating(expected):
+        return pa.types.is_floating(actual) or pa.types.is_integer(actual)
+    if pa.types.is_timestamp(expected):
+        return pa.types.is_timestamp(actual)
+    if pa.types.is_list(expected):
+        is_list = pa.types.is_list(actual) or pa.types.is_large_list(actual)
+        return is_list and _type_family_matches(actual.value_type, expected.value_type)
+    return actual.equals(expected)
+
+
+def conform_to_telemetry_contract(table: pa.Table) -> pa.Table:
+    """Return `table` with exactly the contract's columns and types, or raise `ContractViolation`.
+
+    Extra columns are tolerated and dropped (devices may add fields before the platform knows them);
+    a missing column or one of the wrong kind is an error. Timestamps without a zone are rejected,
+    since a device clock of unknown zone cannot be placed in a daily partition.
+    """
+    if table.num_rows == 0:
+        raise ContractViolation("empty upload: no rows")
+    missing = [name for name in TELEMETRY_COLUMNS if name not in table.column_names]
+    if missing:
+        raise ContractViolation(f"schema: missing column(s) {', '.join(missing)}")
+    columns = []
+    for field in TELEMETRY_SCHEMA:
+        column = table.column(field.name)
+        if not _type_family_matches(column.type, field.type):
+            raise ContractViolation(
+                f"schema: column {field.name} has type {column.type}, expected {field.type}"
+            )
+        if pa.types.is_timestamp(column.type) and column.type.tz is None:
+            raise ContractViolation("schema: column ts has no time zone, expected UTC")
+        columns.append(column.cast(field.type))
+    return pa.Table.from_arrays(columns, schema=TELEMETRY_SCHEMA)
+
+
+def imu_windows(imu: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """The imu column as float32 [N, 6, 200]. Every list must hold exactly 1200 values."""
+    if isinstance(imu, pa.ChunkedArray):
+        imu = imu.combine_chunks()
+    lengths = imu.value_lengths().to_numpy(zero_copy_only=False)
+    if len(lengths) and (lengths.min() != IMU_VALUES_PER_WINDOW or lengths.max() != IMU_VALUES_PER_WINDOW):
+        raise ValueError(f"imu windows must hold {IMU_VALUES_PER_WINDOW} values each")
+    values = imu.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
+    return values.reshape(len(imu), len(IMU_CHANNELS), SAMPLES_PER_WINDOW)
+
+
+def imu_column(windows: np.ndarray) -> pa.ListArray:
+    """Inverse of `imu_windows`: float32 [N, 6, 200] to a list<float32> column."""
+    windows = np.ascontiguousarray(windows, dtype=np.float32)
+    flat = pa.array(windows.reshape(-1), type=pa.float32())
+    offsets = pa.array(np.arange(0, windows.shape[0] + 1, dtype=np.int32) * IMU_VALUES_PER_WINDOW)
+    return pa.ListArray.from_arrays(offsets, flat)
+

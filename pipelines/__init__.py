@@ -1,0 +1,1 @@
+"""The fleetml code location: definitions, jobs, schedules and the environment switch."""

@@ -1,0 +1,75 @@
+"""The one place that decides the environment (`FLEETML_ENV=local|prod`) and the resources it gets.
+
+Local (the default) keeps everything under `FLEETML_HOME`: a file lake, the landing zone, a two-core
+local Spark, and an in-process executor so small runs do not re-import the code location per step.
+Production reads its locations from the environment (`dg.EnvVar`), runs each step in its own
+Kubernetes job, and talks to a Spark cluster.
+"""
+
+import os
+import sys
+from pathlib import Path
+from typing import Any, Literal
+
+import dagster as dg
+
+from resources.lake import LakeResource
+from resources.landing_zone import LandingZoneResource
+from resources.spark import LazyPySparkResource, local_spark_config
+
+Environment = Literal["local", "prod"]
+ENVIRONMENTS: tuple[Environment, ...] = ("local", "prod")
+
+
+def current_environment() -> Environment:
+    value = os.environ.get("FLEETML_ENV", "local")
+    if value not in ENVIRONMENTS:
+        raise ValueError(f"FLEETML_ENV must be one of {', '.join(ENVIRONMENTS)}, got {value!r}")
+    return value  # type: ignore[return-value]
+
+
+def fleetml_home() -> Path:
+    """Root of local state: landing zone, quarantine, lake, models, keys and the Dagster instance."""
+    return Path(os.environ.get("FLEETML_HOME", ".fleetml")).resolve()
+
+
+def _local_resources() -> dict[str, Any]:
+    home = fleetml_home()
+    return {
+        "lake": LakeResource(uri=os.environ.get("FLEETML_LAKE_URI", str(home / "lake"))),
+        "landing_zone": LandingZoneResource(
+            landing_root=str(home / "landing"), quarantine_root=str(home / "quarantine")
+        ),
+        "pyspark": LazyPySparkResource(spark_config=local_spark_config(sys.executable)),
+    }
+
+
+def _prod_resources() -> dict[str, Any]:
+    return {
+        "lake": LakeResource(uri=dg.EnvVar("FLEETML_LAKE_URI")),
+        "landing_zone": LandingZoneResource(
+            landing_root=dg.EnvVar("FLEETML_LANDING_ROOT"),
+            quarantine_root=dg.EnvVar("FLEETML_QUARANTINE_ROOT"),
+        ),
+        "pyspark": LazyPySparkResource(
+            spark_config={
+                "spark.master": os.environ.get("FLEETML_SPARK_MASTER", "spark://spark-master:7077"),
+                "spark.app.name": "fleetml",
+                "spark.sql.session.timeZone": "UTC",
+                "spark.sql.execution.arrow.pyspark.enabled": "true",
+            }
+        ),
+    }
+
+
+def resources_for(environment: Environment) -> dict[str, Any]:
+    return {"local": _local_resources, "prod": _prod_resources}[environment]()
+
+
+def executor_for(environment: Environment) -> dg.ExecutorDefinition:
+    """In-process locally (a step costs no re-import); one Kubernetes job per step in production."""
+    if environment == "prod":
+        from dagster_k8s import k8s_job_executor
+
+        return k8s_job_executor
+    return dg.in_process_executor

@@ -1,0 +1,131 @@
+"""raw_telemetry -> validated_telemetry -> harsh_event/window_features, materialized per partition."""
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+from telemetry_factory import telemetry_table
+
+from assets.features import WINDOW_FEATURES_KEY, window_features
+from assets.ingestion import raw_telemetry
+from assets.validation import NULL_RATE_CHECK, QUARANTINED_SHARE_CHECK, ROW_QUARANTINE_KEY, VALIDATED_KEY, validated_telemetry
+
+ASSETS = [raw_telemetry, validated_telemetry, window_features]
+DAY_1, DAY_2 = dt.date(2026, 11, 1), dt.date(2026, 11, 2)
+
+
+def landing_dir(resources: dict, day: dt.date) -> Path:
+    path = Path(resources["landing_zone"].landing_root, "telemetry", f"date={day}")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def materialize(resources: dict, instance: dg.DagsterInstance, day: dt.date, **kwargs) -> dg.ExecuteInProcessResult:
+    return dg.materialize(ASSETS, partition_key=str(day), resources=resources, instance=instance, **kwargs)
+
+
+def rows(resources: dict, key: dg.AssetKey, day: dt.date) -> pa.Table:
+    return resources["lake"].read_table(key.path, str(day))
+
+
+@pytest.fixture
+def instance() -> dg.DagsterInstance:
+    return dg.DagsterInstance.ephemeral()
+
+
+def test_a_day_with_bad_files_and_bad_rows_still_flows_and_loses_nothing(platform_resources, instance):
+    res = platform_resources
+    day1 = landing_dir(res, DAY_1)
+    pq.write_table(telemetry_table(60, DAY_1, seed=1, prefix="a"), day1 / "a.parquet")
+    pq.write_table(telemetry_table(40, DAY_1, seed=2, prefix="b"), day1 / "b.parquet")
+    (day1 / "truncated.parquet").write_bytes((day1 / "a.parquet").read_bytes()[:500])
+    pq.write_table(telemetry_table(5, DAY_1, prefix="c").drop_columns(["label"]), day1 / "no-label-column.parquet")
+    with_extra = telemetry_table(10, DAY_1, seed=3, prefix="d").append_column("firmware", pa.array(["9"] * 10))
+    pq.write_table(with_extra, day1 / "extra.parquet")
+
+    result = materialize(res, instance, DAY_1)
+    assert result.success
+
+    quarantine = Path(res["landing_zone"].quarantine_root, "telemetry", f"date={DAY_1}")
+    reasons = {p.name: json.loads(p.read_text())["reason"] for p in quarantine.glob("*.quarantine.json")}
+    assert reasons["truncated.parquet.quarantine.json"].startswith("unreadable Parquet")
+    assert reasons["no-label-column.parquet.quarantine.json"] == "schema: missing column(s) label"
+    assert sorted(p.name for p in day1.iterdir()) == ["a.parquet", "b.parquet", "extra.parquet"]
+
+    raw = rows(res, raw_telemetry.key, DAY_1)
+    assert raw.num_rows == 110
+    assert rows(res, VALIDATED_KEY, DAY_1).num_rows == 110
+    features = rows(res, WINDOW_FEATURES_KEY, DAY_1)
+    assert features.num_rows == 110
+    assert features.column("event_id").to_pylist() == sorted(raw.column("event_id").to_pylist())
+    raw_meta = result.asset_materializations_for_node("raw_telemetry")[0].metadata
+    assert raw_meta["files_quarantined"].value == 2
+    assert raw_meta["extra_columns_dropped"].value == ["firmware"]
+
+    # A rerun reads the same landing files and replaces the partition: no duplicate rows.
+    assert materialize(res, instance, DAY_1).success
+    assert rows(res, raw_telemetry.key, DAY_1).num_rows == 110
+    assert rows(res, WINDOW_FEATURES_KEY, DAY_1).num_rows == 110
+
+
+def test_bad_rows_are_quarantined_with_reasons_and_reuploads_are_caught(platform_resources, instance):
+    res = platform_resources
+    day1_table = telemetry_table(100, DAY_1, seed=1, prefix="a")
+    pq.write_table(day1_table, landing_dir(res, DAY_1) / "a.parquet")
+    assert materialize(res, instance, DAY_1).success
+
+    day2 = telemetry_table(100, DAY_2, seed=2, prefix="b").to_pylist()
+    day2[3]["imu"] = [float("nan")] * 1200
+    day2[4]["imu"] = day2[4]["imu"][:600]
+    reupload = day1_table.slice(0, 1).to_pylist()[0]
+    reupload["ts"] = day2[5]["ts"]
+    day2.append(reupload)
+    pq.write_table(pa.Table.from_pylist(day2, schema=day1_table.schema), landing_dir(res, DAY_2) / "b.parquet")
+
+    result = materialize(res, instance, DAY_2)
+    assert result.success
+    quarantined = rows(res, ROW_QUARANTINE_KEY, DAY_2).to_pydict()
+    reason_of = dict(zip(quarantined["event_id"], quarantined["quarantine_reason"], strict=True))
+    assert set(reason_of) == {day2[3]["event_id"], day2[4]["event_id"], reupload["event_id"]}
+    assert "imu_values_finite" in reason_of[day2[3]["event_id"]]
+    assert "imu_window_length" in reason_of[day2[4]["event_id"]]
+    assert str(DAY_1) in reason_of[reupload["event_id"]]
+    assert rows(res, VALIDATED_KEY, DAY_2).num_rows == 98
+    assert rows(res, WINDOW_FEATURES_KEY, DAY_2).num_rows == 98
+    checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    assert checks[QUARANTINED_SHARE_CHECK].passed  # 3 of 101 is under the 5% default
+    assert checks[NULL_RATE_CHECK].passed
+
+
+def test_a_day_over_the_quarantine_limit_is_blocked_before_features(platform_resources, instance):
+    res = platform_resources
+    table = telemetry_table(50, DAY_1, seed=5)
+    speeds = table.column("speed_kph").to_numpy().copy()
+    speeds[:10] = -40.0  # 20% of rows break the speed range
+    table = table.set_column(6, "speed_kph", pa.array(speeds))
+    pq.write_table(table, landing_dir(res, DAY_1) / "a.parquet")
+
+    result = materialize(res, instance, DAY_1, raise_on_error=False)
+    checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    gate = checks[QUARANTINED_SHARE_CHECK]
+    assert not gate.passed
+    assert gate.metadata["rows_quarantined"].value == 10
+    assert "speed_kph_in_range" in gate.metadata["failing_rows"].value
+    materialized = {event.asset_key for event in result.get_asset_materialization_events()}
+    assert VALIDATED_KEY in materialized
+    assert WINDOW_FEATURES_KEY not in materialized
+    assert not res["lake"].stored_partitions(WINDOW_FEATURES_KEY.path)
+    assert not pc.any(pc.equal(rows(res, VALIDATED_KEY, DAY_1).column("speed_kph"), -40.0)).as_py()
+
+
+def test_a_day_without_uploads_fails_with_a_clear_error(platform_resources, instance):
+    result = materialize(platform_resources, instance, DAY_1, raise_on_error=False)
+    assert not result.success
+    failure = result.failure_data_for_node("raw_telemetry")
+    assert "no telemetry uploads for 2026-11-01" in failure.error.message
