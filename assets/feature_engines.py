@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
 IDENTITY_COLUMNS: tuple[str, ...] = ("event_id", "device_id", "hardware_rev", "vehicle_class", "region", "ts")
 PANDAS_CHUNK_ROWS = 65_536
-"""Rows per in-process chunk: bounds the memory of the object-to-array conversion."""
+"""Rows per in-process chunk: bounds the memory of the intermediate frames."""
 
 
 def feature_schema() -> "pa.Schema":
@@ -29,21 +29,21 @@ def feature_schema() -> "pa.Schema":
     return pa.schema(identity + [pa.field(name, pa.float32()) for name in FEATURE_NAMES])
 
 
-def features_of_frame(frame: "pd.DataFrame") -> "pd.DataFrame":
-    """Pandas engine core: a frame of validated telemetry rows to a frame of features."""
-    import numpy as np
+def features_of_batch(batch: "pa.RecordBatch | pa.Table") -> "pd.DataFrame":
+    """Core of both engines: validated telemetry rows to a frame of identity columns and features.
+
+    The windows come straight out of the Arrow list column (no per-row objects); pandas carries the
+    identity columns and the result.
+    """
     import pandas as pd
 
     from edge_packaging.features import FEATURE_NAMES, compute_window_features
-    from edge_packaging.telemetry_contract import IMU_CHANNELS, SAMPLES_PER_WINDOW
+    from edge_packaging.telemetry_contract import imu_windows
 
-    if len(frame):
-        windows = np.stack(frame["imu"].to_numpy()).reshape(-1, len(IMU_CHANNELS), SAMPLES_PER_WINDOW)
-    else:
-        windows = np.empty((0, len(IMU_CHANNELS), SAMPLES_PER_WINDOW), dtype=np.float32)
-    values = compute_window_features(windows, frame["speed_kph"].to_numpy())
-    features = pd.DataFrame(values, columns=list(FEATURE_NAMES), index=frame.index)
-    return pd.concat([frame[list(IDENTITY_COLUMNS)], features], axis=1)
+    values = compute_window_features(imu_windows(batch.column("imu")), batch.column("speed_kph").to_numpy())
+    identity = batch.select(list(IDENTITY_COLUMNS)).to_pandas()
+    features = pd.DataFrame(values, columns=list(FEATURE_NAMES), index=identity.index)
+    return pd.concat([identity, features], axis=1)
 
 
 def compute_features_pandas(validated: "pa.Table") -> "pa.Table":
@@ -52,7 +52,7 @@ def compute_features_pandas(validated: "pa.Table") -> "pa.Table":
 
     schema = feature_schema()
     chunks = [
-        pa.Table.from_pandas(features_of_frame(batch.to_pandas()), schema=schema, preserve_index=False)
+        pa.Table.from_pandas(features_of_batch(batch), schema=schema, preserve_index=False)
         for batch in validated.select([*IDENTITY_COLUMNS, "speed_kph", "imu"]).to_batches(PANDAS_CHUNK_ROWS)
     ]
     table = pa.concat_tables(chunks) if chunks else schema.empty_table()
@@ -65,7 +65,7 @@ def _features_of_arrow_batches(batches: "Iterator[pa.RecordBatch]") -> "Iterator
 
     schema = feature_schema()
     for batch in batches:
-        frame = features_of_frame(batch.to_pandas())
+        frame = features_of_batch(batch)
         yield from pa.Table.from_pandas(frame, schema=schema, preserve_index=False).to_batches()
 
 
