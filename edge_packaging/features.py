@@ -3,12 +3,16 @@
 This is the single definition of the model's preprocessing: the Dagster feature engines (pandas and
 Spark) call it, training uses its output, and the edge export mirrors it operation by operation in
 ONNX. Everything is computed in float32, as the device does, and only with operations that have a
-direct ONNX counterpart (reductions, elementwise maths, fixed slices).
+direct ONNX counterpart (reductions, elementwise maths, fixed slices). numpy is imported inside the
+functions so that the code location can read FEATURE_NAMES without paying for it.
 """
 
-import numpy as np
+from typing import TYPE_CHECKING
 
-from edge_packaging.telemetry_contract import GRAVITY_MPS2, IMU_CHANNELS, SAMPLE_RATE_HZ
+from edge_packaging.window_spec import GRAVITY_MPS2, IMU_CHANNELS, SAMPLE_RATE_HZ
+
+if TYPE_CHECKING:
+    import numpy as np
 
 CHANNEL_STATISTICS: tuple[str, ...] = ("mean", "std", "min", "max")
 HIGH_BAND_SMOOTHING_SAMPLES = 5
@@ -42,8 +46,10 @@ FEATURE_NAMES: tuple[str, ...] = (
 )
 
 
-def _high_band_energy(signal: np.ndarray) -> np.ndarray:
+def _high_band_energy(signal: "np.ndarray") -> "np.ndarray":
     """Mean squared residual of `signal` [N, T] around its centred moving average (valid part only)."""
+    import numpy as np
+
     k = HIGH_BAND_SMOOTHING_SAMPLES
     length = signal.shape[-1] - k + 1
     smoothed = signal[:, 0:length]
@@ -54,12 +60,14 @@ def _high_band_energy(signal: np.ndarray) -> np.ndarray:
     return np.mean(residual * residual, axis=-1)
 
 
-def compute_window_features(imu: np.ndarray, speed_kph: np.ndarray) -> np.ndarray:
+def compute_window_features(imu: "np.ndarray", speed_kph: "np.ndarray") -> "np.ndarray":
     """Features of each window as float32 [N, len(FEATURE_NAMES)].
 
     `imu` is float32 [N, 6, 200] (channels ax, ay, az in m/s^2, gx, gy, gz in rad/s), `speed_kph`
     the GPS speed at the trigger [N].
     """
+    import numpy as np
+
     imu = np.asarray(imu, dtype=np.float32)
     speed_kph = np.asarray(speed_kph, dtype=np.float32).reshape(-1)
     if imu.ndim != 3 or imu.shape[1:] != (len(IMU_CHANNELS), SAMPLE_RATE_HZ * 4):
@@ -73,7 +81,9 @@ def compute_window_features(imu: np.ndarray, speed_kph: np.ndarray) -> np.ndarra
     return features
 
 
-def _features_of_block(imu: np.ndarray, speed_kph: np.ndarray) -> np.ndarray:
+def _features_of_block(imu: "np.ndarray", speed_kph: "np.ndarray") -> "np.ndarray":
+    import numpy as np
+
     sample_s = np.float32(1.0 / SAMPLE_RATE_HZ)
     columns: list[np.ndarray] = []
     mean = imu.mean(axis=-1)

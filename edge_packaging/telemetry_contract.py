@@ -4,24 +4,26 @@ One row per event window: 4 s of IMU data at 50 Hz on 6 channels, stored channel
 of 1200 float32 values, plus the GPS speed at the trigger and an optional review label.
 """
 
-import numpy as np
+from typing import TYPE_CHECKING
+
 import pyarrow as pa
 
-SAMPLE_RATE_HZ = 50
-WINDOW_SECONDS = 4
-SAMPLES_PER_WINDOW = SAMPLE_RATE_HZ * WINDOW_SECONDS
-IMU_CHANNELS: tuple[str, ...] = ("ax", "ay", "az", "gx", "gy", "gz")
-"""Accelerometer in m/s^2 (x forward, y left, z up in the vehicle frame), gyroscope in rad/s."""
-IMU_VALUES_PER_WINDOW = len(IMU_CHANNELS) * SAMPLES_PER_WINDOW
-GRAVITY_MPS2 = 9.80665
+if TYPE_CHECKING:
+    import numpy as np
 
-HARSH_EVENT_CLASSES: tuple[str, ...] = ("harsh_brake", "harsh_accel", "harsh_turn", "collision", "benign")
-VEHICLE_CLASSES: tuple[str, ...] = ("light", "medium", "heavy")
-
-# Physical limits of the sensors fitted to the fleet: readings outside them are broken data, not events.
-ACCEL_RANGE_MPS2 = 16 * GRAVITY_MPS2
-GYRO_RANGE_RADPS = 2000 * np.pi / 180
-SPEED_RANGE_KPH = (0.0, 250.0)
+from edge_packaging.window_spec import (  # noqa: F401 - the contract presents the window spec too
+    ACCEL_RANGE_MPS2,
+    GRAVITY_MPS2,
+    GYRO_RANGE_RADPS,
+    HARSH_EVENT_CLASSES,
+    IMU_CHANNELS,
+    IMU_VALUES_PER_WINDOW,
+    SAMPLE_RATE_HZ,
+    SAMPLES_PER_WINDOW,
+    SPEED_RANGE_KPH,
+    VEHICLE_CLASSES,
+    WINDOW_SECONDS,
+)
 
 TELEMETRY_SCHEMA = pa.schema(
     [
@@ -82,8 +84,10 @@ def conform_to_telemetry_contract(table: pa.Table) -> pa.Table:
     return pa.Table.from_arrays(columns, schema=TELEMETRY_SCHEMA)
 
 
-def imu_windows(imu: pa.ChunkedArray | pa.Array) -> np.ndarray:
+def imu_windows(imu: pa.ChunkedArray | pa.Array) -> "np.ndarray":
     """The imu column as float32 [N, 6, 200]. Every list must hold exactly 1200 values."""
+    import numpy as np
+
     if isinstance(imu, pa.ChunkedArray):
         imu = imu.combine_chunks()
     lengths = imu.value_lengths().to_numpy(zero_copy_only=False)
@@ -93,8 +97,10 @@ def imu_windows(imu: pa.ChunkedArray | pa.Array) -> np.ndarray:
     return values.reshape(len(imu), len(IMU_CHANNELS), SAMPLES_PER_WINDOW)
 
 
-def imu_column(windows: np.ndarray) -> pa.ListArray:
+def imu_column(windows: "np.ndarray") -> pa.ListArray:
     """Inverse of `imu_windows`: float32 [N, 6, 200] to a list<float32> column."""
+    import numpy as np
+
     windows = np.ascontiguousarray(windows, dtype=np.float32)
     flat = pa.array(windows.reshape(-1), type=pa.float32())
     offsets = pa.array(np.arange(0, windows.shape[0] + 1, dtype=np.int32) * IMU_VALUES_PER_WINDOW)
