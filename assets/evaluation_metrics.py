@@ -53,6 +53,7 @@ def choose_thresholds(
     class_names: Sequence[str],
     target_precision: float,
     fallback_class: str = "benign",
+    min_threshold: float = 0.0,
 ) -> dict[str, ThresholdChoice]:
     """Per non-fallback class, the lowest score threshold (predict the class when its probability is
     >= the threshold) whose one-vs-rest precision on this validation set is >= `target_precision`,
@@ -62,14 +63,21 @@ def choose_thresholds(
     Candidate thresholds are the distinct positive scores of the class: a zero threshold would flag
     every window and leave the ratio in `apply_thresholds` undefined. Raises ValueError for a class
     with no validation rows or no positive score, for which no threshold can be measured.
+
+    `min_threshold` keeps thresholds at or above a floor: a confident model reaches the target
+    precision at tiny scores on validation data, and such a threshold lets faint evidence of an event
+    outvote a clearly benign window on drifted devices. A class that never scores above the floor gets
+    the floor, flagged `reached_target=False`.
     """
+    if not 0.0 <= min_threshold < 1.0:
+        raise ValueError(f"min_threshold must be in [0, 1), got {min_threshold}")
     if not 0.0 < target_precision <= 1.0:
         raise ValueError(f"target_precision must be in (0, 1], got {target_precision}")
     fallback = _class_index(class_names, fallback_class)
     labels = _labels(y_true, len(class_names), "y_true")
     scores = _probabilities(proba, labels.size, len(class_names))
     return {
-        name: _choose_threshold(labels == k, scores[:, k], target_precision, name)
+        name: _choose_threshold(labels == k, scores[:, k], target_precision, name, min_threshold)
         for k, name in enumerate(class_names)
         if k != fallback
     }
@@ -81,7 +89,7 @@ def apply_thresholds(
     thresholds: Mapping[str, float],
     fallback_class: str = "benign",
 ) -> np.ndarray:
-    """One predicted class index per row, by the rule the devices run.
+    """One predicted class index per row, by the rule the devices run (`edge_packaging.decision`).
 
     For a row with probabilities p, a non-fallback class k qualifies when p[k] >= t[k]. The prediction
     is the qualifying class with the largest p[k] / t[k] (how far it clears its own threshold; computed
@@ -90,22 +98,13 @@ def apply_thresholds(
 
     `thresholds` must name exactly the non-fallback classes, each threshold in (0, 1].
     """
-    fallback = _class_index(class_names, fallback_class)
-    gated = np.array([k for k in range(len(class_names)) if k != fallback], dtype=np.int64)
-    expected = {class_names[k] for k in gated}
+    from edge_packaging.decision import decide_classes, with_fallback
+
+    _class_index(class_names, fallback_class)
+    expected = {name for name in class_names if name != fallback_class}
     if set(thresholds) != expected:
         raise ValueError(f"thresholds must name exactly {sorted(expected)}, got {sorted(thresholds)}")
-    limits = np.array([thresholds[class_names[k]] for k in gated], dtype=np.float64)
-    if not np.all((limits > 0.0) & (limits <= 1.0)):
-        raise ValueError(f"thresholds must be in (0, 1], got {dict(thresholds)}")
-    scores = np.asarray(proba, dtype=np.float64)
-    if scores.ndim != 2 or scores.shape[1] != len(class_names):
-        raise ValueError(f"proba must have shape [N, {len(class_names)}], got {scores.shape}")
-    candidates = scores[:, gated]
-    qualifies = candidates >= limits
-    with np.errstate(over="ignore"):  # a subnormal threshold overflows the ratio to inf, still the largest
-        ratio = np.where(qualifies, candidates / limits, -np.inf)
-    return np.where(qualifies.any(axis=1), gated[np.argmax(ratio, axis=1)], fallback)
+    return decide_classes(proba, class_names, with_fallback(thresholds, fallback_class))
 
 
 def classification_metrics(
@@ -293,7 +292,7 @@ def _probabilities(proba: npt.ArrayLike, n_rows: int, n_classes: int) -> np.ndar
 
 
 def _choose_threshold(
-    positive: np.ndarray, scores: np.ndarray, target_precision: float, name: str
+    positive: np.ndarray, scores: np.ndarray, target_precision: float, name: str, min_threshold: float = 0.0
 ) -> ThresholdChoice:
     n_positive = int(positive.sum())
     if n_positive == 0:
@@ -301,6 +300,10 @@ def _choose_threshold(
     thresholds, tp, fp = _operating_points(positive, scores)
     if thresholds.size == 0:
         raise ValueError(f"cannot choose a threshold for {name}: every {name} score is 0")
+    above_floor = thresholds >= min_threshold
+    if not above_floor.any():
+        return ThresholdChoice(threshold=float(min_threshold), precision=0.0, recall=0.0, reached_target=False)
+    thresholds, tp, fp = thresholds[above_floor], tp[above_floor], fp[above_floor]
     precision = tp / (tp + fp)
     recall = tp / n_positive
     reaching = np.flatnonzero(precision >= target_precision)

@@ -1,8 +1,9 @@
-"""`make demo`: simulate a fleet, then run the telemetry job for each day on the local instance.
+"""`make demo`: simulate a fleet, run the telemetry job for each day, then train, gate, promote and
+bundle the harsh-event model, and verify the bundle as a device would.
 
 Runs land in the Dagster instance under `$DAGSTER_HOME` (SQLite), so `make dev` shows them, their
 asset checks and the lineage afterwards. The simulation is deterministic, so two demos print the same
-figures; a rerun replaces partitions instead of adding rows.
+data figures; a rerun replaces partitions instead of adding rows.
 """
 
 import argparse
@@ -17,6 +18,7 @@ DEMO_DAYS = 7
 DEMO_DEVICES = 70
 DEMO_SEED = 7
 FAULTY_DAY_OFFSET = 3
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
 @dataclass(frozen=True)
@@ -47,7 +49,7 @@ def run_day(job: dg.JobDefinition, instance: dg.DagsterInstance, partition: str)
         partition_key=partition,
         instance=instance,
         tags={"fleetml/trigger": "make demo"},
-        run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+        run_config=QUIET,
         raise_on_error=False,
     )
     raw = _metadata(result, "raw_telemetry", raw_telemetry.key)
@@ -78,7 +80,50 @@ def print_summary(days: list[DayFigures], feature_table_dir: str, seconds: float
     print("-" * len(header))
     print(f"{'total':<12}{totals[0]:>7}{totals[1]:>10}{totals[2]:>9}{totals[3]:>8}{totals[4]:>9}{totals[5]:>10}")
     print(f"\nfeature table: {feature_table_dir}/<partition>.parquet")
-    print(f"partitions: {len(days)}, wall time {seconds:.1f} s; open the lineage with `make dev`")
+    print(f"partitions: {len(days)} in {seconds:.1f} s")
+
+
+def train_and_bundle(job: dg.JobDefinition, instance: dg.DagsterInstance) -> dg.ExecuteInProcessResult:
+    return job.execute_in_process(
+        instance=instance, tags={"fleetml/trigger": "make demo"}, run_config=QUIET, raise_on_error=False
+    )
+
+
+def print_model_summary(result: dg.ExecuteInProcessResult, spec, refs_dir, keys_dir, seconds: float) -> bool:
+    """Headline evaluation figures and the bundle, verified with the dev public key as a device would."""
+    import json
+
+    from edge_packaging.bundle import BundleRejected, verify_bundle
+    from edge_packaging.profiles import load_profiles
+    from edge_packaging.signing import load_public_key_file
+
+    print("\nharsh_event model")
+    for check in result.get_asset_check_evaluations():
+        print(f"  gate {check.asset_key.to_user_string()}:{check.check_name}: {'passed' if check.passed else 'FAILED'}"
+              f" - {check.description}")
+    if not result.success:
+        print("  the run stopped at a gate or failed: see it in `make dev`")
+        return False
+    evaluation = json.loads((refs_dir / "model_evaluation.json").read_text())
+    bundle = json.loads((refs_dir / "edge_bundle.json").read_text())
+    metrics, intervals = evaluation["candidate"]["metrics"], evaluation["candidate"]["intervals"]
+    macro = intervals["macro_f1"]
+    print(f"  test macro-F1 {metrics['macro_f1']:.3f} (95% CI {macro['low']:.3f}-{macro['high']:.3f}), "
+          f"macro PR-AUC {metrics['macro_pr_auc']:.3f}, collision recall {metrics['per_class']['collision']['recall']:.3f}, "
+          f"ECE {metrics['calibration']['ece']:.3f} on {metrics['n_rows']} test windows")
+    profile = load_profiles()[spec.device_profiles[0]]  # verify under a real device's size limits
+    try:
+        verified = verify_bundle(bundle["uri"], [load_public_key_file(keys_dir / "dev-signing-key.pub.pem")], profile.bundle_limits())
+        verdict = f"verified (signature {verified.signing_key_id}, {len(verified.model_bytes):,} byte model)"
+    except BundleRejected as rejected:
+        verdict = f"REJECTED: {rejected}"
+    print(f"  bundle  {bundle['uri']}")
+    print(f"  version {bundle['version']}, {bundle['size_bytes']:,} bytes, sha256 {bundle['sha256'][:16]}, signed by {bundle['signing_key']}")
+    print(f"  latency one window, one thread: p50 {bundle['latency_p50_ms']:.3f} ms, p99 {bundle['latency_p99_ms']:.3f} ms; "
+          f"profiles passed: {', '.join(bundle['profiles_passed'])}")
+    print(f"  device check: {verdict}")
+    print(f"  training to bundle in {seconds:.1f} s; open the lineage with `make dev`")
+    return verdict.startswith("verified")
 
 
 def main() -> None:
@@ -93,6 +138,7 @@ def main() -> None:
     from fleet_sim.telemetry import simulate_telemetry
     from pipelines.definitions import defs
     from pipelines.environment import fleetml_home
+    from pipelines.model_specs import HARSH_EVENT_MODEL
 
     started = time.perf_counter()
     landing = fleetml_home() / "landing"
@@ -105,10 +151,15 @@ def main() -> None:
     partitions = [str(DEMO_START + dt.timedelta(days=offset)) for offset in range(args.days)]
     with dg.DagsterInstance.get() as instance:
         days = [run_day(job, instance, partition) for partition in partitions]
-    lake = defs.resources["lake"]
-    print_summary(days, lake.table_uri(WINDOW_FEATURES_KEY.path).rsplit("/", 1)[0], time.perf_counter() - started)
-    if not all(day.checks_passed for day in days):
-        raise SystemExit("a day failed its gates: see the run in `make dev`")
+        lake = defs.resources["lake"]
+        print_summary(days, lake.table_uri(WINDOW_FEATURES_KEY.path).rsplit("/", 1)[0], time.perf_counter() - started)
+        if not all(day.checks_passed for day in days):
+            raise SystemExit("a day failed its gates: see the run in `make dev`")
+        started = time.perf_counter()
+        trained = train_and_bundle(defs.resolve_job_def(f"{HARSH_EVENT_MODEL.name}_training_job"), instance)
+    home = fleetml_home()
+    if not print_model_summary(trained, HARSH_EVENT_MODEL, home / "refs" / HARSH_EVENT_MODEL.name, home / "keys", time.perf_counter() - started):
+        raise SystemExit("the model did not reach a verified bundle")
 
 
 if __name__ == "__main__":

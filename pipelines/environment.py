@@ -1,9 +1,10 @@
 """The one place that decides the environment (`FLEETML_ENV=local|prod`) and the resources it gets.
 
-Local (the default) keeps everything under `FLEETML_HOME`: a file lake, the landing zone, a two-core
-local Spark, and an in-process executor so small runs do not re-import the code location per step.
-Production reads its locations from the environment (`dg.EnvVar`), runs each step in its own
-Kubernetes job, and talks to a Spark cluster.
+Local (the default) keeps everything under `FLEETML_HOME`: a file lake, the landing zone, the model
+registry, artifacts, a generated dev signing key, a two-core local Spark and a local Ray, and an
+in-process executor so small runs do not re-import the code location per step. Production reads its
+locations and secrets from the environment (`dg.EnvVar`), runs each step in its own Kubernetes job,
+and talks to a Spark cluster and a KubeRay cluster.
 """
 
 import os
@@ -13,8 +14,12 @@ from typing import Any, Literal
 
 import dagster as dg
 
+from resources.artifact_store import ArtifactStoreResource
+from resources.json_refs import JsonRefIOManager
 from resources.lake import LakeResource
 from resources.landing_zone import LandingZoneResource
+from resources.model_registry import ModelRegistryResource
+from resources.signing_keys import SigningKeyResource
 from resources.spark import LazyPySparkResource, local_spark_config
 
 Environment = Literal["local", "prod"]
@@ -33,7 +38,17 @@ def fleetml_home() -> Path:
     return Path(os.environ.get("FLEETML_HOME", ".fleetml")).resolve()
 
 
+LOCAL_RAY_INIT_OPTIONS = {
+    "num_cpus": 2,
+    "include_dashboard": False,
+    "log_to_driver": False,
+    "logging_level": "WARNING",
+}
+
+
 def _local_resources() -> dict[str, Any]:
+    from dagster_ray import LocalRay
+
     home = fleetml_home()
     return {
         "lake": LakeResource(uri=os.environ.get("FLEETML_LAKE_URI", str(home / "lake"))),
@@ -41,11 +56,25 @@ def _local_resources() -> dict[str, Any]:
             landing_root=str(home / "landing"), quarantine_root=str(home / "quarantine")
         ),
         "pyspark": LazyPySparkResource(spark_config=local_spark_config(sys.executable)),
+        "ray_cluster": LocalRay(ray_init_options=LOCAL_RAY_INIT_OPTIONS),
+        "registry": ModelRegistryResource(uri=os.environ.get("FLEETML_REGISTRY_URI", str(home / "registry"))),
+        "artifacts": ArtifactStoreResource(uri=str(home / "artifacts")),
+        "signing_key": SigningKeyResource(dev_key_dir=str(home / "keys")),
+        "ref_io_manager": JsonRefIOManager(uri=str(home / "refs")),
     }
 
 
 def _prod_resources() -> dict[str, Any]:
+    from dagster_ray.kuberay import KubeRayCluster
+
     return {
+        "ray_cluster": KubeRayCluster(),
+        "registry": ModelRegistryResource(uri=dg.EnvVar("FLEETML_REGISTRY_URI")),
+        "artifacts": ArtifactStoreResource(uri=dg.EnvVar("FLEETML_ARTIFACTS_URI")),
+        "signing_key": SigningKeyResource(
+            private_key_pem=dg.EnvVar("FLEETML_SIGNING_KEY"), public_key_pem=dg.EnvVar("FLEETML_SIGNING_PUBLIC_KEY")
+        ),
+        "ref_io_manager": JsonRefIOManager(uri=dg.EnvVar("FLEETML_REFS_URI")),
         "lake": LakeResource(uri=dg.EnvVar("FLEETML_LAKE_URI")),
         "landing_zone": LandingZoneResource(
             landing_root=dg.EnvVar("FLEETML_LANDING_ROOT"),

@@ -34,6 +34,7 @@ def local_spark_config(python_executable: str) -> dict[str, str]:
         "spark.master": "local[2]",
         "spark.app.name": "fleetml",
         "spark.ui.enabled": "false",
+        "spark.ui.showConsoleProgress": "false",
         "spark.sql.shuffle.partitions": "4",
         "spark.sql.session.timeZone": "UTC",
         "spark.driver.memory": "4g",

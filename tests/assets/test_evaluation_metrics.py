@@ -365,3 +365,18 @@ def test_confusion_matrix_png_is_a_readable_image():
     png = confusion_matrix_png(confusion, HARSH_EVENT_CLASSES)
     assert_readable_png(png)
     assert png != confusion_matrix_png(np.eye(len(HARSH_EVENT_CLASSES), dtype=int), HARSH_EVENT_CLASSES)
+
+
+def test_min_threshold_keeps_thresholds_off_the_floor_of_a_confident_model():
+    # Half the positives score 0.9, half 0.01, negatives 0.001: precision is 1.0 down to 0.01.
+    y_true = np.array([0] * 20 + [1] * 80)
+    proba = np.zeros((100, 2))
+    proba[:10, 0], proba[10:20, 0], proba[20:, 0] = 0.9, 0.01, 0.001
+    proba[:, 1] = 1 - proba[:, 0]
+    names = ("event", "benign")
+    unfloored = choose_thresholds(y_true, proba, names, 0.9)["event"]
+    floored = choose_thresholds(y_true, proba, names, 0.9, min_threshold=0.3)["event"]
+    assert unfloored.threshold == pytest.approx(0.01) and unfloored.recall == 1.0
+    assert floored.threshold == pytest.approx(0.9) and floored.reached_target and floored.recall == 0.5
+    never = choose_thresholds(y_true, np.column_stack([proba[:, 0] * 0.1, 1 - proba[:, 0] * 0.1]), names, 0.9, min_threshold=0.3)
+    assert never["event"].threshold == 0.3 and not never["event"].reached_target

@@ -1,0 +1,44 @@
+"""IO manager for the small JSON documents that model assets hand to their children.
+
+Model assets store their heavy artifacts (tables, models, bundles) content-addressed elsewhere and
+return a reference: URIs, hashes, versions, figures. Passing that reference through Dagster, rather
+than looking up "the latest" artifact on disk, keeps every child bound to its actual parent.
+"""
+
+import json
+import posixpath
+import uuid
+from typing import Any
+
+import dagster as dg
+
+
+class JsonRefIOManager(dg.ConfigurableIOManager):
+    """Stores each output as `<uri>/<asset key path>.json` (local path or object store URI)."""
+
+    uri: str
+
+    def _path(self, key: dg.AssetKey) -> "tuple[Any, str]":
+        import pyarrow.fs as pafs
+
+        if "://" in self.uri:
+            fs, root = pafs.FileSystem.from_uri(self.uri)
+        else:
+            fs = pafs.LocalFileSystem()
+            root = fs.normalize_path(self.uri)
+        return fs, posixpath.join(root, *key.path) + ".json"
+
+    def handle_output(self, context: dg.OutputContext, obj: dict) -> None:
+        fs, path = self._path(context.asset_key)
+        fs.create_dir(posixpath.dirname(path), recursive=True)
+        temp_path = posixpath.join(posixpath.dirname(path), f".tmp-{uuid.uuid4().hex}.json")
+        with fs.open_output_stream(temp_path) as stream:
+            stream.write(json.dumps(obj, indent=2, sort_keys=True, default=str).encode())
+        fs.move(temp_path, path)
+
+    def load_input(self, context: dg.InputContext) -> dict:
+        fs, path = self._path(context.asset_key)
+        if fs.get_file_info(path).type.name == "NotFound":
+            raise FileNotFoundError(f"{context.asset_key.to_user_string()} has not been materialized ({path})")
+        with fs.open_input_stream(path) as stream:
+            return json.loads(stream.read())
