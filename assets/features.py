@@ -8,7 +8,7 @@ import dagster as dg
 from assets.partitions import daily_telemetry_partitions
 from assets.validation import VALIDATED_KEY
 from resources.lake import LakeResource
-from resources.spark import LazyPySparkResource
+from resources.spark import SparkResource
 
 WINDOW_FEATURES_KEY = dg.AssetKey(["harsh_event", "window_features"])
 
@@ -34,7 +34,7 @@ def window_features(
     context: dg.AssetExecutionContext,
     config: FeatureEngineConfig,
     lake: LakeResource,
-    pyspark: LazyPySparkResource,
+    pyspark: SparkResource,
 ) -> dg.MaterializeResult:
     """Per-window features of the harsh-event model (peaks, means and spreads per axis, jerk,
     magnitude energy, time above thresholds, yaw-rate peak, speed change, high-band energy), computed

@@ -1,9 +1,9 @@
 """`<model>/training_dataset` and `<model>/candidate_model`, built from a model spec."""
 
 import time
+from typing import Any
 
 import dagster as dg
-from dagster_ray import RayResource
 
 from assets.model_spec import ModelSpec
 from assets.validation import VALIDATED_KEY
@@ -107,8 +107,8 @@ def build_training_assets(spec: ModelSpec, features_key: dg.AssetKey) -> list[dg
         config: SweepConfig,
         training_dataset: dict,
         lake: LakeResource,
-        ray_cluster: RayResource,
         registry: ModelRegistryResource,
+        ray_cluster: dg.ResourceParam[Any],
     ) -> dg.Output[dict]:
         """A gradient-boosted tree classifier on the window features: a hyperparameter sweep runs on
         Ray (one task per configuration), the best by validation macro-F1 is refit with the same seed
@@ -118,7 +118,6 @@ def build_training_assets(spec: ModelSpec, features_key: dg.AssetKey) -> list[dg
         from assets.training_sweep import best_of, make_classifier, parameter_grid, run_sweep_on_ray
         from resources.skops_models import dump_classifier
 
-        del ray_cluster  # connected by the resource; tasks go to whichever cluster it points at
         frame = pq.read_table(training_dataset["uri"]).to_pandas()
         features = list(spec.feature_names)
         train, validation = frame[frame["split"] == "train"], frame[frame["split"] == "validation"]
@@ -173,6 +172,8 @@ def build_training_assets(spec: ModelSpec, features_key: dg.AssetKey) -> list[dg
                 "validation_macro_f1": best.validation_macro_f1,
                 "sweep": dg.MetadataValue.md(_sweep_md(results, best)),
                 "sweep_configurations": len(grid),
+                # Connected before the step starts: the sweep's tasks ran on whichever cluster it points at.
+                "ray_cluster": type(ray_cluster).__name__,
                 "sweep_seconds": round(sweep_seconds, 2),
                 "refit_seconds": round(refit_seconds, 2),
                 "rows_train": int(len(train)),

@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from assets.feature_engines import compute_features_pandas, compute_features_spark  # noqa: E402
 from edge_packaging.features import compute_window_features  # noqa: E402
 from edge_packaging.telemetry_contract import GRAVITY_MPS2, SAMPLES_PER_WINDOW, imu_column  # noqa: E402
-from resources.spark import LazyPySparkResource, local_spark_config  # noqa: E402
+from resources.spark import SparkResource, local_spark_config  # noqa: E402
 
 BLOCK_WINDOWS = 10_000
 
@@ -94,7 +94,7 @@ def main() -> None:
     engines = args.engines.split(",")
     spark = None
     if "spark" in engines:
-        spark = LazyPySparkResource(spark_config=local_spark_config(sys.executable)).spark_session
+        spark = SparkResource(spark_config=local_spark_config(sys.executable)).spark_session
     seconds: dict[str, dict[int, float]] = {engine: {} for engine in engines}
     with tempfile.TemporaryDirectory() as workdir:
         if spark is not None:  # start the JVM and the Python workers before anything is timed

@@ -20,7 +20,8 @@ from resources.lake import LakeResource
 from resources.landing_zone import LandingZoneResource
 from resources.model_registry import ModelRegistryResource
 from resources.signing_keys import SigningKeyResource
-from resources.spark import LazyPySparkResource, local_spark_config
+from resources.ray_cluster import LocalRayOnDemand
+from resources.spark import SparkResource, local_spark_config
 
 Environment = Literal["local", "prod"]
 ENVIRONMENTS: tuple[Environment, ...] = ("local", "prod")
@@ -47,16 +48,14 @@ LOCAL_RAY_INIT_OPTIONS = {
 
 
 def _local_resources() -> dict[str, Any]:
-    from dagster_ray import LocalRay
-
     home = fleetml_home()
     return {
         "lake": LakeResource(uri=os.environ.get("FLEETML_LAKE_URI", str(home / "lake"))),
         "landing_zone": LandingZoneResource(
             landing_root=str(home / "landing"), quarantine_root=str(home / "quarantine")
         ),
-        "pyspark": LazyPySparkResource(spark_config=local_spark_config(sys.executable)),
-        "ray_cluster": LocalRay(ray_init_options=LOCAL_RAY_INIT_OPTIONS),
+        "pyspark": SparkResource(spark_config=local_spark_config(sys.executable)),
+        "ray_cluster": LocalRayOnDemand(ray_init_options=LOCAL_RAY_INIT_OPTIONS),
         "registry": ModelRegistryResource(uri=os.environ.get("FLEETML_REGISTRY_URI", str(home / "registry"))),
         "artifacts": ArtifactStoreResource(uri=str(home / "artifacts")),
         "signing_key": SigningKeyResource(dev_key_dir=str(home / "keys")),
@@ -80,7 +79,7 @@ def _prod_resources() -> dict[str, Any]:
             landing_root=dg.EnvVar("FLEETML_LANDING_ROOT"),
             quarantine_root=dg.EnvVar("FLEETML_QUARANTINE_ROOT"),
         ),
-        "pyspark": LazyPySparkResource(
+        "pyspark": SparkResource(
             spark_config={
                 "spark.master": os.environ.get("FLEETML_SPARK_MASTER", "spark://spark-master:7077"),
                 "spark.app.name": "fleetml",

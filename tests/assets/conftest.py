@@ -5,7 +5,7 @@ import pytest
 
 from resources.lake import LakeResource
 from resources.landing_zone import LandingZoneResource
-from resources.spark import LazyPySparkResource, local_spark_config
+from resources.spark import SparkResource, local_spark_config
 
 
 @pytest.fixture
@@ -16,5 +16,5 @@ def platform_resources(tmp_path: Path) -> dict:
         "landing_zone": LandingZoneResource(
             landing_root=str(tmp_path / "landing"), quarantine_root=str(tmp_path / "quarantine")
         ),
-        "pyspark": LazyPySparkResource(spark_config=local_spark_config(sys.executable)),
+        "pyspark": SparkResource(spark_config=local_spark_config(sys.executable)),
     }

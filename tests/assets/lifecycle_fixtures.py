@@ -19,8 +19,9 @@ from resources.json_refs import JsonRefIOManager
 from resources.lake import LakeResource
 from resources.landing_zone import LandingZoneResource
 from resources.model_registry import ModelRegistryResource
+from resources.ray_cluster import LocalRayOnDemand
 from resources.signing_keys import SigningKeyResource
-from resources.spark import LazyPySparkResource, local_spark_config
+from resources.spark import SparkResource, local_spark_config
 
 START = dt.date(2026, 11, 1)
 DAYS = 5
@@ -29,13 +30,11 @@ SMALL_SWEEP = {"learning_rates": [0.1], "max_leaf_nodes": [15], "l2_regularizati
 
 
 def home_resources(home: Path) -> dict:
-    from dagster_ray import LocalRay
-
     return {
         "lake": LakeResource(uri=str(home / "lake")),
         "landing_zone": LandingZoneResource(landing_root=str(home / "landing"), quarantine_root=str(home / "quarantine")),
-        "pyspark": LazyPySparkResource(spark_config=local_spark_config(sys.executable)),
-        "ray_cluster": LocalRay(ray_init_options=LOCAL_RAY_INIT_OPTIONS),
+        "pyspark": SparkResource(spark_config=local_spark_config(sys.executable)),
+        "ray_cluster": LocalRayOnDemand(ray_init_options=LOCAL_RAY_INIT_OPTIONS),
         "registry": ModelRegistryResource(uri=str(home / "registry")),
         "artifacts": ArtifactStoreResource(uri=str(home / "artifacts")),
         "signing_key": SigningKeyResource(dev_key_dir=str(home / "keys")),

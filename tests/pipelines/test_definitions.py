@@ -63,3 +63,21 @@ def test_definitions_validate_as_a_whole():
     from pipelines.definitions import defs
 
     dg.Definitions.validate_loadable(defs)
+
+
+HEAVY_MODULES = (
+    "pyspark", "ray", "dagster_ray", "dagster_pyspark", "great_expectations", "evidently", "onnx", "onnxruntime",
+    "sklearn", "skl2onnx", "skops", "matplotlib", "pandas", "numpy", "dagster_k8s",
+)
+
+
+def test_loading_the_code_location_imports_no_heavy_library():
+    """They are imported inside the functions that use them: the code server, every run and every
+    step load the location, and each of these costs 0.1-6 s (see benchmarks/load_time.py)."""
+    probe = (
+        "import sys, pipelines.definitions as d; d.defs.resolve_asset_graph(); "
+        f"print(','.join(m for m in {HEAVY_MODULES!r} if m in sys.modules))"
+    )
+    completed = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=Path(__file__).parents[2])
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.strip() == ""
