@@ -38,6 +38,7 @@ dev: install $(DAGSTER_HOME)/dagster.yaml
 benchmarks: install
 	$(BIN)/python benchmarks/load_time.py
 	$(BIN)/python benchmarks/features.py
+	$(BIN)/python benchmarks/edge_latency.py
 
 clean:
 	rm -rf .fleetml .pytest_cache

@@ -2,7 +2,6 @@
 
 import os
 import re
-import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -37,8 +36,10 @@ def test_the_ci_commands_run_against_a_fresh_home(tmp_path):
     commands = ci_commands()
     assert any(c.startswith("dagster asset materialize") for c in commands)
     for command in commands:
-        completed = subprocess.run(shlex.split(command), cwd=REPO_ROOT, env=env, capture_output=True, text=True)
+        completed = subprocess.run(["bash", "-c", command], cwd=REPO_ROOT, env=env, capture_output=True, text=True)
         assert completed.returncode == 0, f"{command}\n{completed.stdout[-2000:]}\n{completed.stderr[-4000:]}"
     features = pq.read_table(home / "lake" / "harsh_event" / "window_features" / "2026-11-01.parquet")
     validated = pq.read_table(home / "lake" / "validated_telemetry" / "2026-11-01.parquet")
     assert features.num_rows == validated.num_rows > 0
+    assert (home / "refs" / "harsh_event" / "rollout_plan.json").exists()  # the lifecycle ran to its end
+    assert completed.stdout.startswith("OK harsh_event 1.1.0")  # the last command: the device-side check
