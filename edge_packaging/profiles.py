@@ -362,21 +362,29 @@ def check_bundle_against_profile(bundle: VerifiedBundle, profile: DeviceProfile)
 
 @dataclass(frozen=True)
 class LatencyFigures:
-    """Latency of scoring one window at a time, in milliseconds."""
+    """Latency of scoring one window at a time, in milliseconds.
+
+    `p50_ms`/`p99_ms`/`mean_ms` are the calling thread's CPU time per inference: with one intra-op
+    thread onnxruntime computes in the caller, so this is the model's compute latency on one core,
+    without the time the host's scheduler gave to other processes (a device runs the model on a core
+    of its own; a shared build host does not). The wall-clock figures are kept beside them.
+    """
 
     p50_ms: float
     p99_ms: float
     mean_ms: float
     runs: int
     threads: int
+    wall_p50_ms: float
+    wall_p99_ms: float
 
 
 def measure_latency_ms(
     model_bytes: bytes, *, runs: int = 500, warmup: int = 50, threads: int = 1, seed: int = 0
 ) -> LatencyFigures:
     """Time `runs` single-window inferences with onnxruntime on `threads` intra-op threads (sequential
-    execution), after `warmup` untimed ones. Inputs are random, shaped from the graph with every
-    free dimension set to 1."""
+    execution), after `warmup` untimed ones, in thread CPU time and wall time (see `LatencyFigures`).
+    Inputs are random, shaped from the graph with every free dimension set to 1."""
     import time
 
     import numpy as np
@@ -403,17 +411,20 @@ def measure_latency_ms(
         feeds[value.name] = rng.standard_normal(shape).astype(dtype)
     for _ in range(warmup):
         session.run(None, feeds)
-    timings = np.empty(runs)
+    cpu, wall = np.empty(runs), np.empty(runs)
     for i in range(runs):
-        start = time.perf_counter_ns()
+        cpu_start, wall_start = time.thread_time_ns(), time.perf_counter_ns()
         session.run(None, feeds)
-        timings[i] = (time.perf_counter_ns() - start) / 1e6
+        wall[i] = (time.perf_counter_ns() - wall_start) / 1e6
+        cpu[i] = (time.thread_time_ns() - cpu_start) / 1e6
     return LatencyFigures(
-        p50_ms=float(np.percentile(timings, 50)),
-        p99_ms=float(np.percentile(timings, 99)),
-        mean_ms=float(timings.mean()),
+        p50_ms=float(np.percentile(cpu, 50)),
+        p99_ms=float(np.percentile(cpu, 99)),
+        mean_ms=float(cpu.mean()),
         runs=runs,
         threads=threads,
+        wall_p50_ms=float(np.percentile(wall, 50)),
+        wall_p99_ms=float(np.percentile(wall, 99)),
     )
 
 

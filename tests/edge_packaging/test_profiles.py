@@ -174,6 +174,7 @@ def test_not_an_onnx_model(r3):
 def test_measured_latency_feeds_the_check(profiles):
     latency = measure_latency_ms(tiny_model_bytes(), runs=50, warmup=5)
     assert 0 < latency.p50_ms <= latency.p99_ms and latency.runs == 50 and latency.threads == 1
+    assert 0 < latency.wall_p50_ms <= latency.wall_p99_ms
     checks = check_model_against_profiles(tiny_model_bytes(), profiles.values(), latency=latency)
     assert all(check.passed for check in checks.values())
     assert checks["vg-r3-gateway"].figures["latency_p99_ms"] == round(latency.p99_ms, 4)
