@@ -18,18 +18,19 @@ PANDAS_CHUNK_ROWS = 65_536
 """Rows per in-process chunk: bounds the memory of the intermediate frames."""
 
 
-def feature_schema() -> "pa.Schema":
-    """Identity columns (for joins and slicing) followed by one float32 column per feature."""
+def feature_schema(identity: "pa.Schema | None" = None) -> "pa.Schema":
+    """Identity columns (for joins and slicing; telemetry's by default) followed by one float32
+    column per feature."""
     import pyarrow as pa
 
     from edge_packaging.features import FEATURE_NAMES
     from edge_packaging.telemetry_contract import TELEMETRY_SCHEMA
 
-    identity = [TELEMETRY_SCHEMA.field(name) for name in IDENTITY_COLUMNS]
-    return pa.schema(identity + [pa.field(name, pa.float32()) for name in FEATURE_NAMES])
+    fields = list(identity) if identity is not None else [TELEMETRY_SCHEMA.field(name) for name in IDENTITY_COLUMNS]
+    return pa.schema(fields + [pa.field(name, pa.float32()) for name in FEATURE_NAMES])
 
 
-def features_of_batch(batch: "pa.RecordBatch | pa.Table") -> "pd.DataFrame":
+def features_of_batch(batch: "pa.RecordBatch | pa.Table", identity_columns: "tuple[str, ...]" = IDENTITY_COLUMNS) -> "pd.DataFrame":
     """Core of both engines: validated telemetry rows to a frame of identity columns and features.
 
     The windows come straight out of the Arrow list column (no per-row objects); pandas carries the
@@ -41,19 +42,21 @@ def features_of_batch(batch: "pa.RecordBatch | pa.Table") -> "pd.DataFrame":
     from edge_packaging.telemetry_contract import imu_windows
 
     values = compute_window_features(imu_windows(batch.column("imu")), batch.column("speed_kph").to_numpy())
-    identity = batch.select(list(IDENTITY_COLUMNS)).to_pandas()
+    identity = batch.select(list(identity_columns)).to_pandas()
     features = pd.DataFrame(values, columns=list(FEATURE_NAMES), index=identity.index)
     return pd.concat([identity, features], axis=1)
 
 
-def compute_features_pandas(validated: "pa.Table") -> "pa.Table":
-    """In-process engine: chunks of the partition through pandas, sorted by event_id."""
+def compute_features_pandas(validated: "pa.Table", identity_columns: "tuple[str, ...]" = IDENTITY_COLUMNS) -> "pa.Table":
+    """In-process engine: chunks of the partition through pandas, sorted by event_id. The identity
+    columns carried beside the features default to telemetry's."""
     import pyarrow as pa
 
-    schema = feature_schema()
+    custom = identity_columns != IDENTITY_COLUMNS
+    schema = feature_schema(pa.schema([validated.schema.field(name) for name in identity_columns]) if custom else None)
     chunks = [
-        pa.Table.from_pandas(features_of_batch(batch), schema=schema, preserve_index=False)
-        for batch in validated.select([*IDENTITY_COLUMNS, "speed_kph", "imu"]).to_batches(PANDAS_CHUNK_ROWS)
+        pa.Table.from_pandas(features_of_batch(batch, identity_columns), schema=schema, preserve_index=False)
+        for batch in validated.select([*identity_columns, "speed_kph", "imu"]).to_batches(PANDAS_CHUNK_ROWS)
     ]
     table = pa.concat_tables(chunks) if chunks else schema.empty_table()
     return table.sort_by("event_id")

@@ -24,4 +24,6 @@ def build_model_lifecycle(spec: ModelSpec, features_key: dg.AssetKey) -> list[dg
 
 
 def lifecycle_selection(spec: ModelSpec) -> dg.AssetSelection:
-    return dg.AssetSelection.groups(spec.name) - dg.AssetSelection.assets(dg.AssetKey([spec.name, "window_features"]))
+    """The training lifecycle: the spec's group without its partitioned feature and monitoring assets."""
+    outside = ("window_features", "feedback_features", "drift_report", "live_performance")
+    return dg.AssetSelection.groups(spec.name) - dg.AssetSelection.assets(*(dg.AssetKey([spec.name, n]) for n in outside))

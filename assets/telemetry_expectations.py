@@ -78,7 +78,7 @@ class RuleOutcome:
 
 
 @dataclass(frozen=True, eq=False)
-class TelemetryValidation:
+class RowValidation:
     """The outcome of validating one partition: every input row is in exactly one of the two frames."""
 
     valid: pd.DataFrame
@@ -108,7 +108,7 @@ class TelemetryValidation:
 
 
 @dataclass(frozen=True)
-class _Rule:
+class Rule:
     name: str
     expectation: str
     """Class name in `great_expectations.expectations`."""
@@ -121,22 +121,12 @@ class _Rule:
         return self.kwargs["column"]
 
 
-def _rules(partition_day: dt.date) -> tuple[_Rule, ...]:
-    day_start = pd.Timestamp(partition_day.isoformat(), tz="UTC")
-    day_end = day_start + pd.Timedelta(days=1)
+def window_rules() -> tuple[Rule, ...]:
+    """Rules on the window and speed, shared by every upload that carries raw windows (telemetry and
+    edge feedback): length, finiteness, sensor ranges, speed range. They read `imu_summary` columns."""
     low_kph, high_kph = SPEED_RANGE_KPH
-
-    def not_null(column: str) -> _Rule:
-        return _Rule(
-            f"{column}_not_null",
-            "ExpectColumnValuesToNotBeNull",
-            {"column": column},
-            lambda rows: [f"{column} is null"] * len(rows),
-        )
-
     return (
-        *(not_null(column) for column in KEY_COLUMNS),
-        _Rule(
+        Rule(
             "imu_window_length",
             "ExpectColumnValuesToBeBetween",
             {"column": "imu_length", "min_value": IMU_VALUES_PER_WINDOW, "max_value": IMU_VALUES_PER_WINDOW},
@@ -145,7 +135,7 @@ def _rules(partition_day: dt.date) -> tuple[_Rule, ...]:
                 for length in rows["imu_length"]
             ],
         ),
-        _Rule(
+        Rule(
             "imu_values_finite",
             "ExpectColumnValuesToBeBetween",
             {"column": "imu_nonfinite_values", "min_value": 0, "max_value": 0},
@@ -154,7 +144,7 @@ def _rules(partition_day: dt.date) -> tuple[_Rule, ...]:
                 for bad, length in zip(rows["imu_nonfinite_values"], rows["imu_length"])
             ],
         ),
-        _Rule(
+        Rule(
             "accel_within_sensor_range",
             "ExpectColumnValuesToBeBetween",
             {"column": "accel_max_abs_mps2", "min_value": 0.0, "max_value": _ACCEL_LIMIT_MPS2},
@@ -163,7 +153,7 @@ def _rules(partition_day: dt.date) -> tuple[_Rule, ...]:
                 for value in rows["accel_max_abs_mps2"]
             ],
         ),
-        _Rule(
+        Rule(
             "gyro_within_sensor_range",
             "ExpectColumnValuesToBeBetween",
             {"column": "gyro_max_abs_radps", "min_value": 0.0, "max_value": _GYRO_LIMIT_RADPS},
@@ -172,7 +162,7 @@ def _rules(partition_day: dt.date) -> tuple[_Rule, ...]:
                 for value in rows["gyro_max_abs_radps"]
             ],
         ),
-        _Rule(
+        Rule(
             "speed_kph_in_range",
             "ExpectColumnValuesToBeBetween",
             {"column": "speed_kph", "min_value": low_kph, "max_value": high_kph},
@@ -180,7 +170,26 @@ def _rules(partition_day: dt.date) -> tuple[_Rule, ...]:
                 f"speed_kph {value:.6g} outside [{low_kph:g}, {high_kph:g}]" for value in rows["speed_kph"]
             ],
         ),
-        _Rule(
+    )
+
+
+def not_null_rule(column: str) -> Rule:
+    return Rule(
+        f"{column}_not_null",
+        "ExpectColumnValuesToNotBeNull",
+        {"column": column},
+        lambda rows: [f"{column} is null"] * len(rows),
+    )
+
+
+def _rules(partition_day: dt.date) -> tuple[Rule, ...]:
+    day_start = pd.Timestamp(partition_day.isoformat(), tz="UTC")
+    day_end = day_start + pd.Timedelta(days=1)
+
+    return (
+        *(not_null_rule(column) for column in KEY_COLUMNS),
+        *window_rules(),
+        Rule(
             "vehicle_class_known",
             "ExpectColumnValuesToBeInSet",
             {"column": "vehicle_class", "value_set": list(VEHICLE_CLASSES)},
@@ -190,7 +199,7 @@ def _rules(partition_day: dt.date) -> tuple[_Rule, ...]:
             ],
         ),
         # Column-map expectations leave nulls out of their domain: an unlabelled event passes.
-        _Rule(
+        Rule(
             "label_known_class",
             "ExpectColumnValuesToBeInSet",
             {"column": "label", "value_set": list(HARSH_EVENT_CLASSES)},
@@ -198,7 +207,7 @@ def _rules(partition_day: dt.date) -> tuple[_Rule, ...]:
                 f"label {value!r} is not one of {', '.join(HARSH_EVENT_CLASSES)}" for value in rows["label"]
             ],
         ),
-        _Rule(
+        Rule(
             "ts_in_partition_day",
             "ExpectColumnValuesToBeBetween",
             {"column": "ts", "min_value": day_start, "max_value": day_end, "strict_max": True},
@@ -207,7 +216,7 @@ def _rules(partition_day: dt.date) -> tuple[_Rule, ...]:
                 for ts in rows["ts"]
             ],
         ),
-        _Rule(
+        Rule(
             "event_id_unique_in_partition",
             "ExpectColumnValuesToBeBetween",
             {"column": "event_id_repeat", "min_value": 0, "max_value": 0},
@@ -217,7 +226,7 @@ def _rules(partition_day: dt.date) -> tuple[_Rule, ...]:
                 for event_id, source in zip(rows["event_id"], rows["event_id_first_source"])
             ],
         ),
-        _Rule(
+        Rule(
             "event_id_not_already_ingested",
             "ExpectColumnValuesToBeNull",
             {"column": "ingested_partition"},
@@ -233,7 +242,7 @@ RULE_NAMES: tuple[str, ...] = tuple(rule.name for rule in _rules(dt.date(1970, 1
 """The stable rule names, in the order rules are reported and reasons are joined."""
 
 
-def _imu_summary(imu: pd.Series) -> pd.DataFrame:
+def imu_summary(imu: pd.Series) -> pd.DataFrame:
     """Per-row imu length, count of non-finite values and finite max-abs of each sensor.
 
     The max-abs columns are NaN where the window is not 1200 values long: its channel layout is unknown,
@@ -282,7 +291,7 @@ def _checked_frame(
     """The scalar frame the rules look at, one row per input row, positionally indexed."""
     frame = raw[[c for c in TELEMETRY_COLUMNS if c != "imu"]].reset_index(drop=True)
     frame["ts"] = pd.to_datetime(frame["ts"], utc=True)
-    frame = pd.concat([frame, _imu_summary(raw["imu"])], axis=1)
+    frame = pd.concat([frame, imu_summary(raw["imu"])], axis=1)
 
     event_ids = frame["event_id"]
     by_event = frame.groupby(event_ids, sort=False, dropna=True)
@@ -306,7 +315,7 @@ def _checked_frame(
     return frame
 
 
-def _run_expectations(frame: pd.DataFrame, rules: tuple[_Rule, ...]) -> dict[str, Any]:
+def run_expectations(frame: pd.DataFrame, rules: tuple[Rule, ...]) -> dict[str, Any]:
     """Run every rule as one suite in one ephemeral GX context; GX results keyed by rule name."""
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     import great_expectations as gx
@@ -362,7 +371,7 @@ def _run_expectations(frame: pd.DataFrame, rules: tuple[_Rule, ...]) -> dict[str
 
 def validate_telemetry_partition(
     raw: pd.DataFrame, partition_day: dt.date, already_ingested: Mapping[str, str]
-) -> TelemetryValidation:
+) -> RowValidation:
     """Validate one daily partition of raw telemetry row by row with great-expectations.
 
     `raw` holds the contract's columns (plus `source_file`, named in duplicate reasons when present);
@@ -375,8 +384,13 @@ def validate_telemetry_partition(
         raise ValueError(f"raw telemetry lacks contract column(s) {', '.join(missing)}")
 
     rules = _rules(partition_day)
-    frame = _checked_frame(raw, partition_day, already_ingested)
-    results = _run_expectations(frame, rules)
+    return split_by_rules(raw, _checked_frame(raw, partition_day, already_ingested), rules, TELEMETRY_COLUMNS)
+
+
+def split_by_rules(raw: pd.DataFrame, frame: pd.DataFrame, rules: tuple[Rule, ...], columns: tuple[str, ...]) -> RowValidation:
+    """Run `rules` on the checked `frame` (one scalar row per row of `raw`, positionally indexed) and
+    split `raw` into valid rows and quarantined rows with every rule each broke; null rates over `columns`."""
+    results = run_expectations(frame, rules)
 
     reasons: dict[int, list[str]] = {}
     outcomes = []
@@ -402,10 +416,8 @@ def validate_telemetry_partition(
     failed[list(reasons)] = True
     quarantined = raw.iloc[np.flatnonzero(failed)].copy()
     quarantined[QUARANTINE_REASON_COLUMN] = ["; ".join(reasons[pos]) for pos in np.flatnonzero(failed)]
-    null_rates = {
-        column: float(raw[column].isna().mean()) if len(raw) else 0.0 for column in TELEMETRY_COLUMNS
-    }
-    return TelemetryValidation(
+    null_rates = {column: float(raw[column].isna().mean()) if len(raw) else 0.0 for column in columns}
+    return RowValidation(
         valid=raw.iloc[np.flatnonzero(~failed)].copy(),
         quarantined=quarantined,
         rules=tuple(outcomes),

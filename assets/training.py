@@ -5,6 +5,7 @@ from typing import Any
 
 import dagster as dg
 
+from assets.feedback import EDGE_FEEDBACK_KEY
 from assets.model_spec import ModelSpec
 from assets.validation import VALIDATED_KEY
 from resources.lake import LakeResource
@@ -18,7 +19,7 @@ class SweepConfig(dg.Config):
 
     learning_rates: list[float] = [0.1]
     max_leaf_nodes: list[int] = [15, 31]
-    l2_regularization: list[float] = [0.0, 1.0]
+    l2_regularization: list[float] = [0.0]
     max_iter: int = 150
     seed: int = 7
 
@@ -41,7 +42,7 @@ def build_training_assets(spec: ModelSpec, features_key: dg.AssetKey) -> list[dg
 
     @dg.asset(
         key=dataset_key,
-        deps=[VALIDATED_KEY, features_key],
+        deps=[VALIDATED_KEY, features_key, EDGE_FEEDBACK_KEY],
         group_name=spec.name,
         kinds={"pandas", "parquet"},
         code_version="1",
@@ -49,11 +50,21 @@ def build_training_assets(spec: ModelSpec, features_key: dg.AssetKey) -> list[dg
     )
     def training_dataset(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Output[dict]:
         """Every validated day with its features and review labels (unlabelled rows excluded and
-        counted), split by time without letting a test device's events into training."""
+        counted), split by time without letting a test device's events into training. Labels come from
+        telemetry and, for deployed traffic, from reviewers through edge feedback."""
         import pandas as pd
         import pyarrow as pa
 
-        from assets.training_data import assign_splits, labelled_rows, split_summary
+        from assets.training_data import assign_splits, labelled_rows, split_summary, with_edge_reviews
+
+        reviews = pd.concat(
+            [
+                lake.read_table(EDGE_FEEDBACK_KEY.path, batch, columns=["event_id", "review_label"]).to_pandas()
+                for batch in lake.stored_partitions(EDGE_FEEDBACK_KEY.path)
+            ]
+            or [pd.DataFrame({"event_id": [], "review_label": []})],
+            ignore_index=True,
+        ).dropna().drop_duplicates("event_id", keep="last").set_index("event_id")["review_label"]
 
         partitions = sorted(set(lake.stored_partitions(VALIDATED_KEY.path)) & set(lake.stored_partitions(features_key.path)))
         if not partitions:
@@ -62,8 +73,7 @@ def build_training_assets(spec: ModelSpec, features_key: dg.AssetKey) -> list[dg
         for partition in partitions:
             features = lake.read_table(features_key.path, partition).to_pandas()
             labels = lake.read_table(VALIDATED_KEY.path, partition, columns=["event_id", "label"]).to_pandas()
-            labelled, dropped = labelled_rows(features, labels, spec.class_names)
-            labelled["source"] = "telemetry"
+            labelled, dropped = labelled_rows(features, with_edge_reviews(labels, reviews), spec.class_names)
             labelled["partition"] = partition
             frames.append(labelled)
             unlabelled += dropped
@@ -80,6 +90,7 @@ def build_training_assets(spec: ModelSpec, features_key: dg.AssetKey) -> list[dg
             "test_partitions": test_partitions,
             "test_devices": sorted(frame.loc[frame["split"] == "test", "device_id"].unique()),
             "splits": summary,
+            "labels_from_edge_feedback": int((frame["label_source"] == "edge_feedback").sum()),
         }
         return dg.Output(
             ref,
@@ -89,6 +100,7 @@ def build_training_assets(spec: ModelSpec, features_key: dg.AssetKey) -> list[dg
                 "partitions": partitions,
                 "test_partitions": test_partitions,
                 "unlabelled_excluded": unlabelled,
+                "labels_from_edge_feedback": ref["labels_from_edge_feedback"],
                 **{f"rows_{split}": counts["total"] for split, counts in summary.items()},
                 "class_balance": dg.MetadataValue.json(summary),
             },
@@ -111,12 +123,11 @@ def build_training_assets(spec: ModelSpec, features_key: dg.AssetKey) -> list[dg
         ray_cluster: dg.ResourceParam[Any],
     ) -> dg.Output[dict]:
         """A gradient-boosted tree classifier on the window features: a hyperparameter sweep runs on
-        Ray (one task per configuration), the best by validation macro-F1 is refit with the same seed
-        and registered, content-addressed, as the `challenger`."""
+        Ray (one task per configuration) and the best by validation macro-F1 is registered,
+        content-addressed, as the `challenger`."""
         import pyarrow.parquet as pq
 
-        from assets.training_sweep import best_of, make_classifier, parameter_grid, run_sweep_on_ray
-        from resources.skops_models import dump_classifier
+        from assets.training_sweep import best_of, parameter_grid, run_sweep_on_ray
 
         frame = pq.read_table(training_dataset["uri"]).to_pandas()
         features = list(spec.feature_names)
@@ -132,12 +143,9 @@ def build_training_assets(spec: ModelSpec, features_key: dg.AssetKey) -> list[dg
         results = run_sweep_on_ray(grid, config.seed, *arrays)
         sweep_seconds = time.perf_counter() - started
         best = best_of(results)
-        started = time.perf_counter()  # same data, params and seed: the refit is the sweep's model
-        model = make_classifier(best.params, config.seed).fit(arrays[0], arrays[1])
-        refit_seconds = time.perf_counter() - started
         version = registry.register(
             spec.name,
-            {"model.skops": dump_classifier(model)},
+            {"model.skops": best.model_skops},
             {
                 "params": best.params,
                 "seed": config.seed,
@@ -175,7 +183,6 @@ def build_training_assets(spec: ModelSpec, features_key: dg.AssetKey) -> list[dg
                 # Connected before the step starts: the sweep's tasks ran on whichever cluster it points at.
                 "ray_cluster": type(ray_cluster).__name__,
                 "sweep_seconds": round(sweep_seconds, 2),
-                "refit_seconds": round(refit_seconds, 2),
                 "rows_train": int(len(train)),
                 "rows_validation": int(len(validation)),
             },

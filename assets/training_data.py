@@ -41,13 +41,24 @@ def assign_splits(frame: pd.DataFrame, spec: SplitSpec) -> pd.Series:
 def labelled_rows(features: pd.DataFrame, labels: pd.DataFrame, class_names: Sequence[str]) -> tuple[pd.DataFrame, int]:
     """Features joined with their review labels; unlabelled rows are dropped and counted.
 
-    `labels` has `event_id` and `label` (null where nobody reviewed the event). A label outside
-    `class_names` cannot reach here: validation quarantines it.
+    `labels` has `event_id` and `label` (null where nobody reviewed the event), and may carry more
+    columns about the label (its source). A label outside `class_names` cannot reach here:
+    validation quarantines it.
     """
-    joined = features.merge(labels[["event_id", "label"]], on="event_id", how="inner", validate="one_to_one")
+    joined = features.merge(labels, on="event_id", how="inner", validate="one_to_one")
     labelled = joined[joined["label"].notna()].copy()
     labelled["label_index"] = labelled["label"].map({name: i for i, name in enumerate(class_names)}).astype("int64")
     return labelled.reset_index(drop=True), int(len(joined) - len(labelled))
+
+
+def with_edge_reviews(labels: pd.DataFrame, reviews: pd.Series) -> pd.DataFrame:
+    """Telemetry labels completed with reviewers' labels from edge feedback (`reviews`: event_id ->
+    review_label). A telemetry label wins where both exist; `label_source` says where each came from."""
+    labels = labels.copy()
+    from_edge = labels["label"].isna() & labels["event_id"].isin(reviews.index)
+    labels.loc[from_edge, "label"] = labels.loc[from_edge, "event_id"].map(reviews)
+    labels["label_source"] = np.where(from_edge, "edge_feedback", np.where(labels["label"].notna(), "telemetry", None))
+    return labels
 
 
 def split_summary(frame: pd.DataFrame, class_names: Sequence[str]) -> dict[str, dict[str, int]]:

@@ -1,13 +1,13 @@
 """Hyperparameter sweep of the gradient-boosted classifier, one Ray task per configuration.
 
-The sweep only chooses parameters (by validation macro-F1); the chosen configuration is then refit
-on the driver with the same seed, which reproduces the task's model exactly and keeps model objects
-from crossing process boundaries.
+Each task returns its figures and its fitted model as skops bytes (the registry's format), so the
+chosen model is registered as it was fitted, with no refit on the driver and no pickled model object
+crossing a process boundary.
 """
 
 import itertools
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -18,6 +18,7 @@ class SweepResult:
     params: dict[str, Any]
     validation_macro_f1: float
     fit_seconds: float
+    model_skops: bytes = field(repr=False)
 
 
 def parameter_grid(
@@ -43,11 +44,13 @@ def fit_and_score(
 ) -> SweepResult:
     from sklearn.metrics import f1_score
 
+    from resources.skops_models import dump_classifier
+
     started = time.perf_counter()
     model = make_classifier(params, seed).fit(x_train, y_train)
     fit_seconds = time.perf_counter() - started
     score = f1_score(y_val, model.predict(x_val), average="macro", zero_division=0)
-    return SweepResult(params=params, validation_macro_f1=float(score), fit_seconds=fit_seconds)
+    return SweepResult(params=params, validation_macro_f1=float(score), fit_seconds=fit_seconds, model_skops=dump_classifier(model))
 
 
 def run_sweep_on_ray(

@@ -59,8 +59,8 @@ def _type_family_matches(actual: pa.DataType, expected: pa.DataType) -> bool:
     return actual.equals(expected)
 
 
-def conform_to_telemetry_contract(table: pa.Table) -> pa.Table:
-    """Return `table` with exactly the contract's columns and types, or raise `ContractViolation`.
+def conform_columns(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """Return `table` with exactly `schema`'s columns and types, or raise `ContractViolation`.
 
     Extra columns are tolerated and dropped (devices may add fields before the platform knows them);
     a missing column or one of the wrong kind is an error. Timestamps without a zone are rejected,
@@ -68,20 +68,25 @@ def conform_to_telemetry_contract(table: pa.Table) -> pa.Table:
     """
     if table.num_rows == 0:
         raise ContractViolation("empty upload: no rows")
-    missing = [name for name in TELEMETRY_COLUMNS if name not in table.column_names]
+    missing = [name for name in schema.names if name not in table.column_names]
     if missing:
         raise ContractViolation(f"schema: missing column(s) {', '.join(missing)}")
     columns = []
-    for field in TELEMETRY_SCHEMA:
+    for field in schema:
         column = table.column(field.name)
         if not _type_family_matches(column.type, field.type):
             raise ContractViolation(
                 f"schema: column {field.name} has type {column.type}, expected {field.type}"
             )
         if pa.types.is_timestamp(column.type) and column.type.tz is None:
-            raise ContractViolation("schema: column ts has no time zone, expected UTC")
+            raise ContractViolation(f"schema: column {field.name} has no time zone, expected UTC")
         columns.append(column.cast(field.type))
-    return pa.Table.from_arrays(columns, schema=TELEMETRY_SCHEMA)
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
+def conform_to_telemetry_contract(table: pa.Table) -> pa.Table:
+    """`table` with exactly the telemetry contract's columns and types (see `conform_columns`)."""
+    return conform_columns(table, TELEMETRY_SCHEMA)
 
 
 def imu_windows(imu: pa.ChunkedArray | pa.Array) -> "np.ndarray":

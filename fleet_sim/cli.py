@@ -1,16 +1,26 @@
 """`python -m fleet_sim`: the simulated fleet from the command line.
 
-Each subcommand registers its own parser and handler, so the fleet's later jobs (running edge
-bundles on simulated devices) slot in beside `telemetry` without touching it.
+Each subcommand registers its own parser and handler: `telemetry` writes the fleet's uploads,
+`deploy` runs an edge bundle on the fleet (feedback and telemetry uploads), `evaluate` measures a
+bundle against the simulator's true classes.
 """
 
 import argparse
 import datetime as dt
 import os
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from fleet_sim.deploy import (
+    DEV_PUBLIC_KEY,
+    SCENARIOS,
+    DeviceRefusal,
+    deploy_bundle,
+    evaluate_bundle_on_fleet,
+    next_telemetry_day,
+)
 from fleet_sim.events import SEASONS
 from fleet_sim.fleet import DEFAULT_REVISIONS, HARDWARE_REVISIONS, check_revisions
 from fleet_sim.telemetry import simulate_telemetry
@@ -30,6 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     subcommands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_telemetry_command(subcommands)
+    _add_deploy_command(subcommands)
+    _add_evaluate_command(subcommands)
     return parser
 
 
@@ -127,5 +139,134 @@ def _run_telemetry(args: argparse.Namespace) -> int:
         f"telemetry: {summary.files} files, {summary.windows} windows ({summary.labelled} labelled) "
         f"to {summary.telemetry_dir} in {elapsed_s:.1f} s ({summary.windows / max(elapsed_s, 1e-9):.0f} "
         f"windows/s); true classes: {classes}"
+    )
+    return 0
+
+
+def _add_bundle_options(parser: argparse.ArgumentParser) -> None:
+    """Options shared by the commands that run a bundle on the fleet."""
+    parser.add_argument("--bundle", type=Path, required=True, help="the edge bundle (.bundle.tar) to run")
+    parser.add_argument(
+        "--scenario",
+        choices=SCENARIOS,
+        default="none",
+        help="none: the fleet as is; new_hardware_rev: new vehicles join on vg-r5 gateways; winter: "
+        "every device in winter (default: none)",
+    )
+    parser.add_argument("--seed", type=int, default=7, help="seed of the fleet and its traffic (default: 7)")
+    parser.add_argument(
+        "--devices",
+        type=_positive_int,
+        default=70,
+        help="devices in the existing fleet, the same devices as `telemetry` builds (default: 70)",
+    )
+    parser.add_argument(
+        "--events-per-device-day",
+        type=_non_negative_float,
+        default=40.0,
+        help="mean triggers per device per day (default: 40)",
+    )
+    parser.add_argument(
+        "--public-key",
+        type=Path,
+        default=None,
+        help=f"the public key the devices trust (default: <home>/{DEV_PUBLIC_KEY})",
+    )
+    _add_home_option(parser)
+
+
+def _add_deploy_command(subcommands: argparse._SubParsersAction) -> None:
+    parser = subcommands.add_parser(
+        "deploy",
+        help="run an edge bundle on the fleet: feedback and telemetry uploads into the landing zone",
+        description="Devices verify the bundle, score every event one window at a time, and upload: one "
+        "feedback batch per hardware revision and day to <home>/landing/edge_feedback/, and unlabelled telemetry to "
+        "<home>/landing/telemetry/. Safety managers review flagged events and spot-check the rest.",
+    )
+    parser.add_argument("--days", type=_positive_int, required=True, help="number of days")
+    parser.add_argument(
+        "--start",
+        type=dt.date.fromisoformat,
+        default=None,
+        help="first day, YYYY-MM-DD (default: the day after the latest telemetry day in the landing zone, "
+        "else today)",
+    )
+    _add_bundle_options(parser)
+    parser.set_defaults(run=_run_deploy)
+
+
+def _add_evaluate_command(subcommands: argparse._SubParsersAction) -> None:
+    parser = subcommands.add_parser(
+        "evaluate",
+        help="macro-F1 of an edge bundle on a fresh simulated day, against the true classes",
+        description="Run the bundle as the devices do on a fresh day of the scenario's fleet (traffic never "
+        "uploaded) and score its decisions against the simulator's true classes.",
+    )
+    parser.add_argument("--day", type=dt.date.fromisoformat, required=True, help="the day, YYYY-MM-DD")
+    _add_bundle_options(parser)
+    parser.set_defaults(run=_run_evaluate)
+
+
+def _public_key_path(args: argparse.Namespace, home: Path) -> Path:
+    return args.public_key if args.public_key is not None else home / DEV_PUBLIC_KEY
+
+
+def _run_deploy(args: argparse.Namespace) -> int:
+    home = args.home or default_home()
+    landing_root = home / LANDING_DIR
+    start = args.start or next_telemetry_day(landing_root)
+    started = time.perf_counter()
+    try:
+        summary = deploy_bundle(
+            args.bundle,
+            _public_key_path(args, home),
+            landing_root,
+            start=start,
+            days=args.days,
+            scenario=args.scenario,
+            seed=args.seed,
+            devices=args.devices,
+            events_per_device_day=args.events_per_device_day,
+        )
+    except DeviceRefusal as refusal:
+        print(f"deploy: refused: {refusal}", file=sys.stderr)
+        return 1
+    elapsed_s = time.perf_counter() - started
+    revisions = " ".join(f"{name}={count}" for name, count in summary.devices_by_revision.items())
+    devices = sum(summary.devices_by_revision.values())
+    last = start + dt.timedelta(days=args.days - 1)
+    days = f"{args.days} day{'s' if args.days > 1 else ''}"
+    print(
+        f"deploy: {summary.model_version} (bundle {summary.bundle_sha256[:12]}) scenario {summary.scenario}, "
+        f"{days} {start}..{last}, {devices} devices ({revisions}): "
+        f"{len(summary.feedback_files)} feedback files, {len(summary.telemetry_files)} telemetry files, "
+        f"{summary.events} events, {summary.reviewed_share:.0%} reviewed, predicted-vs-true accuracy "
+        f"{summary.accuracy:.3f}, inference p50 {summary.inference_p50_ms:.3f} ms p99 "
+        f"{summary.inference_p99_ms:.3f} ms, in {elapsed_s:.1f} s"
+    )
+    return 0
+
+
+def _run_evaluate(args: argparse.Namespace) -> int:
+    home = args.home or default_home()
+    try:
+        evaluation = evaluate_bundle_on_fleet(
+            args.bundle,
+            _public_key_path(args, home),
+            day=args.day,
+            scenario=args.scenario,
+            seed=args.seed,
+            devices=args.devices,
+            events_per_device_day=args.events_per_device_day,
+        )
+    except DeviceRefusal as refusal:
+        print(f"evaluate: refused: {refusal}", file=sys.stderr)
+        return 1
+    revisions = " ".join(f"{name}={value:.3f}" for name, value in evaluation.by_revision.items())
+    classes = " ".join(f"{name}={value:.3f}" for name, value in evaluation.per_class_f1.items())
+    print(
+        f"evaluate: {evaluation.model_version} (bundle {evaluation.bundle_sha256[:12]}) scenario "
+        f"{evaluation.scenario}, {evaluation.day}, {evaluation.windows} windows: macro-F1 "
+        f"{evaluation.macro_f1:.3f}; by revision {revisions}; per class {classes}"
     )
     return 0

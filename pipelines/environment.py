@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 import dagster as dg
 
+from resources.alert_sink import AlertSinkResource
 from resources.artifact_store import ArtifactStoreResource
 from resources.json_refs import JsonRefIOManager
 from resources.lake import LakeResource
@@ -60,6 +61,7 @@ def _local_resources() -> dict[str, Any]:
         "artifacts": ArtifactStoreResource(uri=str(home / "artifacts")),
         "signing_key": SigningKeyResource(dev_key_dir=str(home / "keys")),
         "ref_io_manager": JsonRefIOManager(uri=str(home / "refs")),
+        "alert_sink": AlertSinkResource(log_path=str(home / "alerts" / "alerts.jsonl"), webhook_url=_alert_webhook()),
     }
 
 
@@ -74,6 +76,7 @@ def _prod_resources() -> dict[str, Any]:
             private_key_pem=dg.EnvVar("FLEETML_SIGNING_KEY"), public_key_pem=dg.EnvVar("FLEETML_SIGNING_PUBLIC_KEY")
         ),
         "ref_io_manager": JsonRefIOManager(uri=dg.EnvVar("FLEETML_REFS_URI")),
+        "alert_sink": AlertSinkResource(log_path=dg.EnvVar("FLEETML_ALERT_LOG"), webhook_url=_alert_webhook()),
         "lake": LakeResource(uri=dg.EnvVar("FLEETML_LAKE_URI")),
         "landing_zone": LandingZoneResource(
             landing_root=dg.EnvVar("FLEETML_LANDING_ROOT"),
@@ -88,6 +91,16 @@ def _prod_resources() -> dict[str, Any]:
             }
         ),
     }
+
+
+def _alert_webhook() -> Any:
+    """`FLEETML_ALERT_WEBHOOK` when it is set (read at run time, never stored), else no webhook."""
+    return dg.EnvVar("FLEETML_ALERT_WEBHOOK") if os.environ.get("FLEETML_ALERT_WEBHOOK") else None
+
+
+def schedule_status_for(environment: Environment) -> dg.DefaultScheduleStatus:
+    """Nightly ingestion runs by itself in production; locally the demo decides what is ingested."""
+    return dg.DefaultScheduleStatus.RUNNING if environment == "prod" else dg.DefaultScheduleStatus.STOPPED
 
 
 def resources_for(environment: Environment) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 import dagster as dg
 
 from assets.features import WINDOW_FEATURES_KEY
+from assets.feedback import EDGE_FEEDBACK_KEY, FEEDBACK_ROW_QUARANTINE_KEY
 from assets.model_lifecycle import lifecycle_selection
 from assets.model_spec import ModelSpec
 
@@ -21,4 +22,26 @@ def training_job_for(spec: ModelSpec):
         description=f"{spec.name}: dataset -> candidate (Ray sweep) -> gated evaluation -> champion -> "
         "ONNX edge model -> signed bundle -> rollout plan.",
         tags={"fleetml/model": spec.name},
+    )
+
+
+def feedback_job_for(spec: ModelSpec):
+    """One edge-feedback batch: validate it, compute its features, measure its drift."""
+    return dg.define_asset_job(
+        name="edge_feedback_job",
+        selection=dg.AssetSelection.assets(
+            EDGE_FEEDBACK_KEY,
+            FEEDBACK_ROW_QUARANTINE_KEY,
+            dg.AssetKey([spec.name, "feedback_features"]),
+            dg.AssetKey([spec.name, "drift_report"]),
+        ),
+        description="One edge-feedback batch: validate, featurize, measure drift against the training reference.",
+    )
+
+
+def live_performance_job_for(spec: ModelSpec):
+    return dg.define_asset_job(
+        name=f"{spec.name}_live_performance_job",
+        selection=dg.AssetSelection.assets(dg.AssetKey([spec.name, "live_performance"])),
+        description="Live precision/recall, latency and rollout stage gates over all feedback so far.",
     )

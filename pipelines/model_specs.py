@@ -5,6 +5,7 @@ from assets.model_gates import GateSpec
 from assets.model_spec import ModelSpec, SplitSpec
 from edge_packaging.features import FEATURE_NAMES
 from edge_packaging.window_spec import HARSH_EVENT_CLASSES
+from sensors.retraining_policy import RetrainPolicy
 
 HARSH_EVENT_MODEL = ModelSpec(
     name="harsh_event",
@@ -24,4 +25,13 @@ HARSH_EVENT_MODEL = ModelSpec(
     device_profiles=("vg-r3-gateway", "vg-r4-gateway", "dashcam-dc2"),
     contract_version=1,
     split=SplitSpec(test_days=2, holdout_device_share=0.3, seed=7),
+)
+
+HARSH_EVENT_RETRAIN_POLICY = RetrainPolicy(
+    max_drifted_share=0.2,
+    min_live_macro_f1=0.8,
+    min_live_recall=0.7,
+    min_reviewed_for_live=200,
+    new_labels_for_retrain=5000,
+    cooldown_seconds=6 * 3600,
 )

@@ -81,3 +81,11 @@ def test_loading_the_code_location_imports_no_heavy_library():
     completed = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=Path(__file__).parents[2])
     assert completed.returncode == 0, completed.stderr
     assert completed.stdout.strip() == ""
+
+
+def test_a_process_without_a_main_file_can_import_great_expectations():
+    """Run workers and `python -c` have no `__main__.__file__`; there pyspark's Spark Connect check
+    exits the process (status 0!) while great-expectations imports it, unless its extra is installed."""
+    probe = "import great_expectations; print('imported')"
+    completed = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert completed.stdout.strip() == "imported", completed.stderr[-2000:]

@@ -1,0 +1,134 @@
+"""`edge_feedback` and `harsh_event/feedback_features`: one partition per device upload batch."""
+
+import dagster as dg
+
+from assets.partitions import feedback_batches
+from resources.lake import LakeResource
+from resources.landing_zone import LandingZoneResource
+
+FEEDBACK_SOURCE = "edge_feedback"
+EDGE_FEEDBACK_KEY = dg.AssetKey("edge_feedback")
+FEEDBACK_ROW_QUARANTINE_KEY = dg.AssetKey("edge_feedback_row_quarantine")
+FEEDBACK_SHARE_CHECK = "quarantined_share_within_limit"
+FEEDBACK_IDENTITY_COLUMNS: tuple[str, ...] = (
+    "event_id", "device_id", "hardware_rev", "model_version", "ts", "predicted_label", "review_label", "inference_ms",
+)
+
+
+class FeedbackValidationConfig(dg.Config):
+    max_quarantined_share: float = 0.05
+
+
+def feedback_upload_path(landing_zone: LandingZoneResource, context: dg.AssetExecutionContext):
+    """The file the sensor saw for this batch (from the run's tags), else `<batch_id>.parquet`."""
+    from pathlib import Path
+
+    relative = context.run.tags.get("fleetml/feedback_file", f"{FEEDBACK_SOURCE}/{context.partition_key}.parquet")
+    return Path(landing_zone.landing_root, relative)
+
+
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec(
+            EDGE_FEEDBACK_KEY,
+            group_name="edge_feedback",
+            kinds={"parquet", "great_expectations"},
+            code_version="1",
+            description="One device upload batch of edge feedback (scores, decisions, latency, review labels "
+            "and raw windows), validated row by row with great-expectations like telemetry.",
+        ),
+        dg.AssetSpec(
+            FEEDBACK_ROW_QUARANTINE_KEY,
+            group_name="edge_feedback",
+            kinds={"parquet"},
+            code_version="1",
+            description="Rows of a feedback batch that failed validation, with every rule each broke.",
+        ),
+    ],
+    check_specs=[
+        dg.AssetCheckSpec(
+            FEEDBACK_SHARE_CHECK,
+            asset=EDGE_FEEDBACK_KEY,
+            blocking=True,
+            description="The batch has valid rows and its quarantined share is under the limit.",
+        )
+    ],
+    partitions_def=feedback_batches,
+)
+def edge_feedback(
+    context: dg.AssetExecutionContext, config: FeedbackValidationConfig, lake: LakeResource, landing_zone: LandingZoneResource
+):
+    """Read the batch the sensor registered (checking it is still the bytes the sensor hashed),
+    conform it to the feedback contract and validate every row."""
+    import pyarrow as pa
+
+    from assets.feedback_expectations import validate_feedback_batch
+    from edge_packaging.feedback_contract import FEEDBACK_SCHEMA, conform_to_feedback_contract
+    from edge_packaging.telemetry_contract import HARSH_EVENT_CLASSES
+    from resources.landing_zone import file_sha256, read_upload
+
+    path = feedback_upload_path(landing_zone, context)
+    expected_sha256 = context.run.tags.get("fleetml/feedback_sha256")
+    if expected_sha256 and file_sha256(path) != expected_sha256:
+        raise dg.Failure(
+            f"{path.name} changed since the sensor registered it ({expected_sha256[:12]}); the new version has its own run"
+        )
+    raw = read_upload(path, conform_to_feedback_contract).table.to_pandas()
+    outcome = validate_feedback_batch(raw, HARSH_EVENT_CLASSES)
+    quarantine_schema = FEEDBACK_SCHEMA.append(pa.field("quarantine_reason", pa.string()))
+    partition = context.partition_key
+    valid = lake.write_table(EDGE_FEEDBACK_KEY.path, partition, pa.Table.from_pandas(outcome.valid, schema=FEEDBACK_SCHEMA, preserve_index=False))
+    quarantined = lake.write_table(
+        FEEDBACK_ROW_QUARANTINE_KEY.path, partition, pa.Table.from_pandas(outcome.quarantined, schema=quarantine_schema, preserve_index=False)
+    )
+    reviewed = int(outcome.valid["review_label"].notna().sum())
+    yield dg.MaterializeResult(
+        asset_key=EDGE_FEEDBACK_KEY,
+        metadata={
+            "dagster/row_count": valid.rows,
+            "uri": dg.MetadataValue.path(valid.uri),
+            "source_file": str(path),
+            "rows_in": len(raw),
+            "rows_quarantined": quarantined.rows,
+            "reviewed_rows": reviewed,
+            "model_versions": sorted(outcome.valid["model_version"].unique().tolist()),
+            "hardware_revs": sorted(outcome.valid["hardware_rev"].unique().tolist()),
+        },
+    )
+    yield dg.MaterializeResult(
+        asset_key=FEEDBACK_ROW_QUARANTINE_KEY,
+        metadata={"dagster/row_count": quarantined.rows, "uri": dg.MetadataValue.path(quarantined.uri)},
+    )
+    share_ok = len(raw) > 0 and valid.rows > 0 and outcome.quarantined_share <= config.max_quarantined_share
+    yield dg.AssetCheckResult(
+        check_name=FEEDBACK_SHARE_CHECK,
+        asset_key=EDGE_FEEDBACK_KEY,
+        passed=bool(share_ok),
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=f"{quarantined.rows} of {len(raw)} rows quarantined ({outcome.quarantined_share:.2%}); "
+        f"limit {config.max_quarantined_share:.2%}",
+        metadata={"rows_quarantined": quarantined.rows, "quarantined_share": outcome.quarantined_share},
+    )
+
+
+def build_feedback_features_asset(spec_name: str) -> dg.AssetsDefinition:
+    key = dg.AssetKey([spec_name, "feedback_features"])
+
+    @dg.asset(
+        key=key,
+        deps=[EDGE_FEEDBACK_KEY],
+        partitions_def=feedback_batches,
+        group_name=spec_name,
+        kinds={"parquet", "numpy"},
+        code_version="1",
+    )
+    def feedback_features(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
+        """The model's features of every valid feedback window, by the same definition as training and
+        the device: the input of drift measurement, and (with review labels) of retraining."""
+        from assets.feature_engines import compute_features_pandas
+
+        table = lake.read_table(EDGE_FEEDBACK_KEY.path, context.partition_key)
+        stored = lake.write_table(key.path, context.partition_key, compute_features_pandas(table, FEEDBACK_IDENTITY_COLUMNS))
+        return dg.MaterializeResult(metadata={"dagster/row_count": stored.rows, "uri": dg.MetadataValue.path(stored.uri)})
+
+    return feedback_features

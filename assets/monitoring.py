@@ -1,0 +1,153 @@
+"""`<model>/drift_report` per feedback batch and `<model>/live_performance` over all feedback."""
+
+import dagster as dg
+
+from assets.feedback import EDGE_FEEDBACK_KEY
+from assets.model_spec import ModelSpec
+from assets.partitions import feedback_batches
+from resources.artifact_store import ArtifactStoreResource
+from resources.lake import LakeResource
+
+REFERENCE_ROWS = 5000
+
+
+def _figure(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+class DriftConfig(dg.Config):
+    """Fixed explicitly, so the verdict never depends on evidently's sample-size defaults."""
+
+    method: str = "wasserstein"
+    threshold: float = 0.1
+    drift_share: float = 0.3
+
+
+def build_monitoring_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
+    features_key = dg.AssetKey([spec.name, "feedback_features"])
+    drift_key = dg.AssetKey([spec.name, "drift_report"])
+
+    @dg.asset(
+        key=drift_key,
+        deps=[features_key],
+        ins={"training_dataset": dg.AssetIn(dg.AssetKey([spec.name, "training_dataset"]))},
+        partitions_def=feedback_batches,
+        group_name=spec.name,
+        kinds={"evidently"},
+        code_version="1",
+    )
+    def drift_report(
+        context: dg.AssetExecutionContext,
+        config: DriftConfig,
+        training_dataset: dict,
+        lake: LakeResource,
+        artifacts: ArtifactStoreResource,
+    ) -> dg.MaterializeResult:
+        """evidently's data-drift preset on the model's features of this batch against the training
+        reference (a seeded sample of the train split), with the method, per-feature threshold and
+        drifted-share threshold fixed in config. The HTML report is stored and linked."""
+        import pyarrow.parquet as pq
+
+        from assets.drift_metrics import measure_drift
+
+        features = list(spec.feature_names)
+        reference = pq.read_table(training_dataset["uri"], columns=[*features, "split"]).to_pandas()
+        reference = reference[reference["split"] == "train"][features]
+        reference = reference.sample(n=min(REFERENCE_ROWS, len(reference)), random_state=0)
+        current = lake.read_table(features_key.path, context.partition_key).to_pandas()
+        result = measure_drift(reference, current[features], features, config.method, config.threshold, config.drift_share)
+        stored = artifacts.put("drift_reports", f"{context.partition_key}.html", result.html.encode())
+        ranked = sorted(result.features, key=lambda f: f.score, reverse=True)
+        table = "\n".join(
+            f"| {f.feature} | {f.score:.3f} | {'yes' if f.drifted else 'no'} |" for f in ranked[:15]
+        )
+        return dg.MaterializeResult(
+            metadata={
+                "drifted_share": result.drifted_share,
+                "dataset_drifted": result.dataset_drifted,
+                "drifted_features": sum(f.drifted for f in result.features),
+                "method": result.method,
+                "threshold": result.threshold,
+                "drift_share_threshold": result.drift_share_threshold,
+                "reference_rows": result.reference_rows,
+                "current_rows": result.current_rows,
+                "hardware_revs": sorted(current["hardware_rev"].unique().tolist()),
+                "model_versions": sorted(current["model_version"].unique().tolist()),
+                "training_dataset": training_dataset["uri"],
+                "features": dg.MetadataValue.md("| feature | score | drifted |\n| --- | --- | --- |\n" + table),
+                "report": dg.MetadataValue.path(stored.uri),
+                "report_url": dg.MetadataValue.url(f"file://{stored.uri}") if "://" not in stored.uri else dg.MetadataValue.url(stored.uri),
+            }
+        )
+
+    @dg.asset(
+        key=dg.AssetKey([spec.name, "live_performance"]),
+        deps=[EDGE_FEEDBACK_KEY],
+        ins={"rollout_plan": dg.AssetIn(dg.AssetKey([spec.name, "rollout_plan"]))},
+        group_name=spec.name,
+        kinds={"pandas"},
+        code_version="1",
+        io_manager_key="ref_io_manager",
+    )
+    def live_performance(context: dg.AssetExecutionContext, rollout_plan: dict, lake: LakeResource) -> dg.Output[dict]:
+        """What the fleet's reviewers and devices say: precision/recall per class from reviewed feedback
+        by model version and hardware revision, on-device inference_ms p50/p99 against each profile's
+        budget, and every stage gate of the current rollout plan evaluated (pass/fail)."""
+        import pandas as pd
+
+        from assets.live_metrics import evaluate_stage_gates, latency_by_revision, performance_by_group
+
+        partitions = lake.stored_partitions(EDGE_FEEDBACK_KEY.path)
+        columns = ["event_id", "device_id", "hardware_rev", "model_version", "predicted_label", "review_label", "inference_ms"]
+        frames = [lake.read_table(EDGE_FEEDBACK_KEY.path, p, columns=columns).to_pandas() for p in partitions]
+        feedback = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
+        current_version = rollout_plan["bundle"]["version"]
+        performance = performance_by_group(feedback, spec.class_names, ["model_version", "hardware_rev"])
+        current = performance_by_group(feedback[feedback["model_version"] == current_version], spec.class_names, [])
+        latency = latency_by_revision(feedback[feedback["model_version"] == current_version])
+        stages = evaluate_stage_gates(rollout_plan["stages"], feedback[feedback["model_version"] == current_version], spec.fallback_class)
+        overall = current.get("all", {})
+        recalls = {name: row["recall"] for name, row in overall.get("per_class", {}).items() if row["support"] > 0}
+        weakest = min(recalls, key=recalls.get) if recalls else None
+        ref = {
+            "model_version": current_version,
+            "batches": len(partitions),
+            "reviewed_rows": int(feedback["review_label"].notna().sum()),
+            "reviewed_rows_current_version": overall.get("reviewed", 0),
+            "macro_f1": overall.get("macro_f1"),
+            "min_recall": recalls[weakest] if weakest else None,
+            "min_recall_class": weakest,
+            "by_group": performance,
+            "latency": latency,
+            "stages": stages,
+        }
+        return dg.Output(
+            ref,
+            metadata={
+                "model_version": current_version,
+                "batches": len(partitions),
+                "reviewed_rows": ref["reviewed_rows"],
+                "reviewed_rows_current_version": ref["reviewed_rows_current_version"],
+                "live_macro_f1": ref["macro_f1"],
+                "live_min_recall": ref["min_recall"],
+                "live_min_recall_class": weakest or "n/a",
+                "by_version_and_revision": dg.MetadataValue.md(
+                    "| model | revision | reviewed | macro-F1 |\n| --- | --- | --- | --- |\n"
+                    + "\n".join(
+                        f"| {key.split('|')[0]} | {key.split('|')[1]} | {row['reviewed']} | {_figure(row['macro_f1'])} |"
+                        for key, row in performance.items()
+                    )
+                ),
+                "latency": dg.MetadataValue.json(latency),
+                "stage_gates": dg.MetadataValue.md(
+                    "| revision | stage | devices | reviewed | FPR | p99 ms | passed |\n| --- | --- | --- | --- | --- | --- | --- |\n"
+                    + "\n".join(
+                        f"| {s['hardware_rev']} | {s['name']} | {s['devices']} | {s['reviewed']} | "
+                        f"{_figure(s['false_positive_rate'])} | {_figure(s['latency_p99_ms'])} | {'yes' if s['passed'] else 'no'} |"
+                        for s in stages
+                    )
+                ),
+            },
+        )
+
+    return [drift_report, live_performance]

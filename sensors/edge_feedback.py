@@ -1,0 +1,190 @@
+"""The edge-feedback sensor: turns each new feedback upload in the landing zone into one partitioned run.
+
+Each tick lists `landing/edge_feedback/` with the cursor-based scan (`sensors.landing_scan`), so files
+seen on earlier ticks cost nothing. A new upload must be named `<batch_id>.parquet` and conform to the
+feedback contract; then its batch id becomes a dynamic partition (added once) and it gets a run
+request whose run key is the batch id plus the file's content hash. The daemon never launches two runs
+with the same run key, so the same bytes seen again (a replayed cursor, an identical re-upload) do not
+run twice, while a re-upload with different bytes is a new version of the batch: a new run of the
+same partition. An upload that is not readable or breaks the contract goes to
+`quarantine/edge_feedback/` with a JSON sidecar naming the reason; the other uploads still flow.
+"""
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import dagster as dg
+
+from resources.landing_zone import LandingZoneResource, file_sha256, read_upload
+from sensors.landing_scan import scan_new_uploads
+
+if TYPE_CHECKING:  # what `dg.define_asset_job` returns; Dagster does not export the class itself
+    from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
+
+SENSOR_NAME = "edge_feedback_sensor"
+FEEDBACK_FILE_TAG = "fleetml/feedback_file"
+"""Path of the upload relative to the landing root, e.g. `edge_feedback/<batch_id>.parquet`."""
+FEEDBACK_SHA256_TAG = "fleetml/feedback_sha256"
+"""sha256 of the upload the run was requested for: the run should refuse a file that no longer matches."""
+TRIGGER_TAG = "fleetml/trigger"
+
+
+@dataclass(frozen=True)
+class FeedbackUpload:
+    """A feedback upload that passed the contract: the batch it belongs to and the version of it."""
+
+    batch_id: str
+    sha256: str
+    relative_path: str
+    rows: int
+    extra_columns: tuple[str, ...]
+
+    @property
+    def run_key(self) -> str:
+        return f"{self.batch_id}:{self.sha256[:16]}"
+
+
+class UploadReplaced(Exception):
+    """The upload was replaced while it was read; the scan reports the newer version on the next tick."""
+
+
+def _version(path: Path) -> tuple[int, int]:
+    stat = path.stat()
+    return stat.st_ino, stat.st_ctime_ns
+
+
+def check_feedback_upload(path: Path, landing_root: Path) -> FeedbackUpload:
+    """Name and contract checks for one upload, and its content hash.
+
+    Raises `ValueError` with a one-line reason when the upload breaks the contract, `UploadReplaced`
+    when a re-upload replaced it meanwhile (its bytes are then no evidence against the new version),
+    and `FileNotFoundError` when it is gone.
+    """
+    # pyarrow (and numpy behind it) loads on the first upload, not with the code location.
+    from edge_packaging.feedback_contract import batch_id_of, conform_to_feedback_contract
+
+    version = _version(path)
+    try:
+        batch_id = batch_id_of(path.name)
+        upload = read_upload(path, conform_to_feedback_contract)
+        sha256 = file_sha256(path)
+    except ValueError:
+        if _version(path) != version:  # a torn view of a re-upload is not a reason to quarantine it
+            raise UploadReplaced(path.name) from None
+        raise
+    if _version(path) != version:
+        raise UploadReplaced(path.name)
+    return FeedbackUpload(
+        batch_id=batch_id,
+        sha256=sha256,
+        relative_path=path.relative_to(landing_root).as_posix(),
+        rows=upload.table.num_rows,
+        extra_columns=upload.extra_columns,
+    )
+
+
+def build_edge_feedback_sensor(
+    job: "UnresolvedAssetJobDefinition | dg.JobDefinition",
+    partitions_def: dg.DynamicPartitionsDefinition,
+    source: str = "edge_feedback",
+    minimum_interval_seconds: int = 30,
+    max_files_per_tick: int = 200,
+    tick_budget_seconds: float = 30.0,
+) -> dg.SensorDefinition:
+    """The `edge_feedback_sensor`: one run of `job` per new valid upload under `landing/<source>/`.
+
+    `partitions_def` is the dynamic partitions definition of the job's assets (one partition per batch
+    id). At most `max_files_per_tick` uploads are handled per tick, and a tick stops taking new files
+    after `tick_budget_seconds`, well inside the daemon's 60 s limit; the rest wait for the next tick.
+    """
+    if partitions_def.name is None:
+        raise ValueError("the edge-feedback partitions definition needs a name")
+    partitions_name = partitions_def.name
+
+    @dg.sensor(
+        name=SENSOR_NAME,
+        job=job,
+        minimum_interval_seconds=minimum_interval_seconds,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description=(
+            f"Requests one run per new feedback upload in landing/{source}/ (partition = batch id, run key ="
+            f" batch id + content hash) and quarantines uploads that break the feedback contract."
+        ),
+    )
+    def edge_feedback_sensor(
+        context: dg.SensorEvaluationContext, landing_zone: LandingZoneResource
+    ) -> dg.SensorResult:
+        started = time.monotonic()
+        landing_root = Path(landing_zone.landing_root)
+        directory = Path(landing_root, source)
+        scan = scan_new_uploads(directory, context.cursor, time.time_ns(), max_files_per_tick)
+
+        run_requests: list[dg.RunRequest] = []
+        new_partitions: list[str] = []
+        quarantined = skipped = handled = accepted_rows = 0
+        for path in scan.new_files:
+            if handled and time.monotonic() - started > tick_budget_seconds:
+                break  # every tick takes at least one file, so a slow disk still makes progress
+            handled += 1
+            try:
+                upload = check_feedback_upload(path, landing_root)
+            except (FileNotFoundError, UploadReplaced):
+                skipped += 1  # moved away or replaced since listed: a replacement is a new version
+                continue
+            except ValueError as error:
+                reason = str(error)
+                try:
+                    landing_zone.quarantine(path, source, reason)
+                except FileNotFoundError:
+                    skipped += 1
+                    continue
+                except OSError as quarantine_error:
+                    context.log.error(f"could not quarantine {path.name} ({reason}): {quarantine_error}")
+                    skipped += 1
+                    continue
+                context.log.warning(f"quarantined {path.name}: {reason}")
+                quarantined += 1
+                continue
+            except OSError as error:
+                context.log.error(f"could not read {path.name}, left in place: {error}")
+                skipped += 1
+                continue
+
+            if upload.extra_columns:  # devices may send fields ahead of the contract: worth knowing
+                dropped = ", ".join(upload.extra_columns)
+                context.log.info(f"{path.name}: columns not in the contract dropped: {dropped}")
+            accepted_rows += upload.rows
+            if upload.batch_id not in new_partitions and not context.instance.has_dynamic_partition(
+                partitions_name, upload.batch_id
+            ):
+                new_partitions.append(upload.batch_id)
+            run_requests.append(
+                dg.RunRequest(
+                    run_key=upload.run_key,
+                    partition_key=upload.batch_id,
+                    tags={
+                        FEEDBACK_FILE_TAG: upload.relative_path,
+                        FEEDBACK_SHA256_TAG: upload.sha256,
+                        TRIGGER_TAG: SENSOR_NAME,
+                    },
+                )
+            )
+
+        left_over = scan.backlog + len(scan.new_files) - handled
+        context.log.info(
+            f"edge feedback: {len(scan.new_files) + scan.backlog} new,"
+            f" {len(run_requests)} accepted ({accepted_rows} rows),"
+            f" {quarantined} quarantined, {skipped} skipped, {left_over} left for the next tick"
+            f" ({time.monotonic() - started:.2f} s)"
+        )
+        partition_requests = [partitions_def.build_add_request(new_partitions)] if new_partitions else []
+        return dg.SensorResult(
+            run_requests=run_requests,
+            dynamic_partitions_requests=partition_requests,
+            cursor=scan.cursor_after(handled),
+        )
+
+    return edge_feedback_sensor
+

@@ -1,0 +1,36 @@
+"""The whole loop on small data: deploy, feedback, drift, sensor-triggered retrain, recovery."""
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_drift_triggers_a_retrain_that_recovers_the_drifted_fleet(tmp_path):
+    home, dagster_home = tmp_path / "fleetml", tmp_path / "dagster_home"
+    dagster_home.mkdir()
+    (dagster_home / "dagster.yaml").write_text((REPO_ROOT / "deploy" / "local" / "dagster.yaml").read_text())
+    env = {**os.environ, "FLEETML_HOME": str(home), "DAGSTER_HOME": str(dagster_home)}
+    completed = subprocess.run(
+        [sys.executable, "-m", "pipelines.demo", "--devices", "40", "--days", "5"],
+        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=900,
+    )
+    output = completed.stdout
+    assert completed.returncode == 0, output[-3000:] + completed.stderr[-3000:]
+
+    recovery = float(re.search(r"recovery: [0-9.]+ / [0-9.]+ = ([0-9.]+)% of pre-drift", output).group(1))
+    assert recovery >= 95.0
+    before = float(re.search(r"drifted fleet, before retraining\s+\S+\s+([0-9.]+)", output).group(1))
+    after = float(re.search(r"drifted fleet, after retraining\s+\S+\s+([0-9.]+)", output).group(1))
+    assert after > before + 0.05  # the drift really cost something, and retraining won it back
+    assert re.search(r"retraining fired: drift: \d+% of features drifted in batch fb-vg-r5-", output)
+    assert "a second tick in the same episode: no run (cooldown)" in output
+    assert re.search(r"bundles: 1\.1\.0 \(\w+\) -> 1\.2\.0 \(\w+\), rollback target of the new plan: 1\.1\.0", output)
+    feedback_batches = list((home / "lake" / "edge_feedback").glob("*.parquet"))
+    assert len(feedback_batches) == 9  # 3 hardware revisions x 3 days, each processed once
