@@ -10,7 +10,6 @@ The listing (one `os.scandir` and one `stat` per upload, the floor of a ctime wa
 """
 
 import argparse
-import datetime as dt
 import contextlib
 import io
 import shutil
@@ -20,17 +19,16 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-import pyarrow as pa
 import pyarrow.parquet as pq
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))
+sys.path.insert(0, str(REPO_ROOT / "tests" / "sensors"))  # the sensor tests' contract-shaped uploads
 
 import dagster as dg  # noqa: E402
 from dagster import DagsterInstance  # noqa: E402
 
-from edge_packaging.feedback_contract import FEEDBACK_SCHEMA  # noqa: E402
-from edge_packaging.telemetry_contract import HARSH_EVENT_CLASSES, IMU_VALUES_PER_WINDOW  # noqa: E402
+from feedback_uploads import feedback_table  # noqa: E402
 from fleet_sim.landing import write_parquet_atomically  # noqa: E402
 from resources.landing_zone import LandingZoneResource  # noqa: E402
 from sensors.edge_feedback import build_edge_feedback_sensor  # noqa: E402
@@ -38,33 +36,6 @@ from sensors.landing_scan import SETTLE_NS, list_complete_uploads, scan_new_uplo
 
 NEW_FILES = 10
 HISTORY_SIZES = (100, 10_000)
-TIMESTAMP = pa.timestamp("us", tz="UTC")
-FLOATS = pa.list_(pa.float32())
-
-
-def feedback_table(rows: int, seed: int) -> pa.Table:
-    rng = np.random.default_rng(seed)
-    start = dt.datetime(2026, 11, 2, tzinfo=dt.timezone.utc)
-    scores = rng.dirichlet(np.ones(len(HARSH_EVENT_CLASSES)), size=rows).astype(np.float32)
-    return pa.Table.from_arrays(
-        [
-            pa.array([f"evt-{seed}-{i}" for i in range(rows)]),
-            pa.array([f"dev-{i}" for i in range(rows)]),
-            pa.array(["vg-r3"] * rows),
-            pa.array(["harsh_event_model-1"] * rows),
-            pa.array(["0" * 64] * rows),
-            pa.array([start + dt.timedelta(seconds=i) for i in range(rows)], type=TIMESTAMP),
-            pa.array(rng.uniform(0, 120, size=rows).astype(np.float32)),
-            pa.array(list(rng.normal(0, 1, size=(rows, IMU_VALUES_PER_WINDOW)).astype(np.float32)), FLOATS),
-            pa.array(list(scores), type=FLOATS),
-            pa.array([HARSH_EVENT_CLASSES[int(np.argmax(row))] for row in scores]),
-            pa.array(rng.uniform(1, 5, size=rows).astype(np.float32)),
-            pa.array([None] * rows, type=pa.string()),
-        ],
-        schema=FEEDBACK_SCHEMA,
-    )
-
-
 def landing_with_history(root: Path, history: int) -> LandingZoneResource:
     """A landing zone holding `history` processed uploads (one valid file's bytes under many names)."""
     zone = LandingZoneResource(landing_root=str(root / "landing"), quarantine_root=str(root / "quarantine"))
