@@ -91,8 +91,8 @@ def build_edge_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
                 PARITY_CHECK,
                 asset=edge_model_key,
                 blocking=True,
-                description=f"On held-out windows, the ONNX graph's probabilities stay within 1e-4 of the Python "
-                f"pipeline (numpy features + predict_proba) and the top class agrees on >= 99.9%.",
+                description="On held-out windows, the ONNX graph's probabilities stay within 1e-4 of the Python "
+                "pipeline (numpy features + predict_proba) and the top class agrees on >= 99.9%.",
             )
         ],
     )
@@ -198,10 +198,19 @@ def build_edge_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
         file hashes, input/output spec with units and class names, thresholds, the device profiles it
         passed, lineage back to data partitions, code versions, validation and this run) and an Ed25519
         signature over the manifest."""
-        from edge_packaging.bundle import bundle_archive_bytes, build_manifest, bundle_file_name, check_model_interface
+        from edge_packaging.bundle import (
+            build_manifest,
+            bundle_archive_bytes,
+            bundle_file_name,
+            check_model_interface,
+        )
         from edge_packaging.decision import with_fallback
         from edge_packaging.manifest import HARSH_EVENT_INPUTS, HARSH_EVENT_OUTPUT
-        from edge_packaging.profiles import check_bundle_against_profile, check_model_against_profiles, load_profiles
+        from edge_packaging.profiles import (
+            check_bundle_against_profile,
+            check_model_against_profiles,
+            load_profiles,
+        )
         from edge_packaging.signing import key_id
 
         model_bytes = artifacts.get(edge_model["uri"])

@@ -46,7 +46,12 @@ def validation_thresholds(model: Any, frame, spec: ModelSpec, target_precision: 
 
 def evaluate_classifier(model: Any, frame, spec: ModelSpec, target_precision: float, resamples: int) -> dict:
     """Thresholds chosen on the validation split, then every figure on the test split."""
-    from assets.evaluation_metrics import apply_thresholds, bootstrap_intervals, classification_metrics, slice_metrics
+    from assets.evaluation_metrics import (
+        apply_thresholds,
+        bootstrap_intervals,
+        classification_metrics,
+        slice_metrics,
+    )
 
     features = list(spec.feature_names)
     test = frame[frame["split"] == "test"]

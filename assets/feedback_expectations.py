@@ -9,7 +9,14 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from assets.telemetry_expectations import RowValidation, Rule, imu_summary, not_null_rule, split_by_rules, window_rules
+from assets.telemetry_expectations import (
+    RowValidation,
+    Rule,
+    imu_summary,
+    not_null_rule,
+    split_by_rules,
+    window_rules,
+)
 from edge_packaging.feedback_contract import FEEDBACK_SCHEMA
 
 FEEDBACK_COLUMNS: tuple[str, ...] = tuple(FEEDBACK_SCHEMA.names)

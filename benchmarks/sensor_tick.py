@@ -27,8 +27,8 @@ sys.path.insert(0, str(REPO_ROOT / "tests" / "sensors"))  # the sensor tests' co
 
 import dagster as dg  # noqa: E402
 from dagster import DagsterInstance  # noqa: E402
-
 from feedback_uploads import feedback_table  # noqa: E402
+
 from fleet_sim.landing import write_parquet_atomically  # noqa: E402
 from resources.landing_zone import LandingZoneResource  # noqa: E402
 from sensors.edge_feedback import build_edge_feedback_sensor  # noqa: E402

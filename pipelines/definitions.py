@@ -2,8 +2,8 @@
 
 import dagster as dg
 
-from assets.feedback import EDGE_FEEDBACK_KEY, build_feedback_features_asset, edge_feedback
 from assets.features import WINDOW_FEATURES_KEY, window_features
+from assets.feedback import EDGE_FEEDBACK_KEY, build_feedback_features_asset, edge_feedback
 from assets.ingestion import raw_telemetry
 from assets.model_lifecycle import build_model_lifecycle
 from assets.monitoring import build_monitoring_assets

@@ -20,8 +20,8 @@ from resources.json_refs import JsonRefIOManager
 from resources.lake import LakeResource
 from resources.landing_zone import LandingZoneResource
 from resources.model_registry import ModelRegistryResource
-from resources.signing_keys import SigningKeyResource
 from resources.ray_cluster import LocalRayOnDemand
+from resources.signing_keys import SigningKeyResource
 from resources.spark import SparkResource, local_spark_config
 
 Environment = Literal["local", "prod"]

@@ -37,12 +37,9 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import dagster as dg
-
-if TYPE_CHECKING:
-    import pyarrow.fs as pafs
 
 VERSION_FILE = "version.json"
 HISTORY_FILE = "history.jsonl"

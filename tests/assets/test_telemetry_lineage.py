@@ -5,7 +5,6 @@ import json
 from pathlib import Path
 
 import dagster as dg
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -14,7 +13,13 @@ from telemetry_factory import telemetry_table
 
 from assets.features import WINDOW_FEATURES_KEY, window_features
 from assets.ingestion import raw_telemetry
-from assets.validation import NULL_RATE_CHECK, QUARANTINED_SHARE_CHECK, ROW_QUARANTINE_KEY, VALIDATED_KEY, validated_telemetry
+from assets.validation import (
+    NULL_RATE_CHECK,
+    QUARANTINED_SHARE_CHECK,
+    ROW_QUARANTINE_KEY,
+    VALIDATED_KEY,
+    validated_telemetry,
+)
 
 ASSETS = [raw_telemetry, validated_telemetry, window_features]
 DAY_1, DAY_2 = dt.date(2026, 11, 1), dt.date(2026, 11, 2)

@@ -6,13 +6,12 @@ import pytest
 from bundle_fixtures import (
     CREATED_AT,
     LINEAGE,
+    TAMPER_CASE_NAMES,
     THRESHOLDS,
     make_bundle,
     member,
     members_of,
-    rebuild,
     seeded_key,
-    TAMPER_CASE_NAMES,
     tamper_cases,
     tiny_model,
     tiny_model_bytes,
@@ -23,13 +22,13 @@ from hypothesis import strategies as st
 
 from edge_packaging import bundle as bundle_module
 from edge_packaging.bundle import (
-    canonical_archive,
     BUNDLE_MEMBERS,
     REJECTION_CODES,
     BundleExists,
     BundleLimits,
     BundleRejected,
     build_bundle,
+    canonical_archive,
     check_model_interface,
     verify_bundle,
 )
