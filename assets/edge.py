@@ -198,23 +198,15 @@ def build_edge_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
         file hashes, input/output spec with units and class names, thresholds, the device profiles it
         passed, lineage back to data partitions, code versions, validation and this run) and an Ed25519
         signature over the manifest."""
-        from edge_packaging.bundle import (
-            build_manifest,
-            bundle_archive_bytes,
-            bundle_file_name,
-            check_model_interface,
-        )
+        from edge_packaging.bundle import bundle_bytes, bundle_file_name
         from edge_packaging.decision import with_fallback
-        from edge_packaging.manifest import HARSH_EVENT_INPUTS, HARSH_EVENT_OUTPUT
         from edge_packaging.profiles import (
             check_bundle_against_profile,
             check_model_against_profiles,
             load_profiles,
         )
-        from edge_packaging.signing import key_id
 
         model_bytes = artifacts.get(edge_model["uri"])
-        check_model_interface(model_bytes, HARSH_EVENT_INPUTS, HARSH_EVENT_OUTPUT)
         profiles = load_profiles()
         targets = [profiles[name] for name in spec.device_profiles]
         latency = steady_latency(model_bytes)
@@ -242,16 +234,16 @@ def build_edge_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
             "dagster_run_id": context.run.run_id,
             "signing_key": key_label,
         }
-        manifest = build_manifest(
+        archive = bundle_bytes(  # checks the model's interface against the manifest's specs first
             model_bytes,
             model_name=spec.name,
             model_version=version,
-            signing_key_id=key_id(private_key.public_key()),
             decision_thresholds=with_fallback(champion_model["thresholds"], spec.fallback_class),
+            private_key=private_key,
             device_profiles={name: dict(check.figures) for name, check in model_checks.items() if check.passed},
             lineage=lineage,
         )
-        stored = artifacts.put("bundles", bundle_file_name(spec.name, version), bundle_archive_bytes(manifest, model_bytes, private_key))
+        stored = artifacts.put("bundles", bundle_file_name(spec.name, version), archive)
         rollback = next((m for m in previous if m.get("model_version_id") == champion_model.get("previous_version_id")), None)
         verdicts, rejections = {}, []
         for profile in targets:

@@ -3,6 +3,7 @@
 import dagster as dg
 
 from assets.partitions import feedback_batches
+from assets.validation import quarantined_share_check
 from resources.lake import LakeResource
 from resources.landing_zone import LandingZoneResource
 
@@ -99,16 +100,7 @@ def edge_feedback(
         asset_key=FEEDBACK_ROW_QUARANTINE_KEY,
         metadata={"dagster/row_count": quarantined.rows, "uri": dg.MetadataValue.path(quarantined.uri)},
     )
-    share_ok = len(raw) > 0 and valid.rows > 0 and outcome.quarantined_share <= config.max_quarantined_share
-    yield dg.AssetCheckResult(
-        check_name=FEEDBACK_SHARE_CHECK,
-        asset_key=EDGE_FEEDBACK_KEY,
-        passed=bool(share_ok),
-        severity=dg.AssetCheckSeverity.ERROR,
-        description=f"{quarantined.rows} of {len(raw)} rows quarantined ({outcome.quarantined_share:.2%}); "
-        f"limit {config.max_quarantined_share:.2%}",
-        metadata={"rows_quarantined": quarantined.rows, "quarantined_share": outcome.quarantined_share},
-    )
+    yield quarantined_share_check(FEEDBACK_SHARE_CHECK, EDGE_FEEDBACK_KEY, outcome, config.max_quarantined_share)
 
 
 def build_feedback_features_asset(spec_name: str) -> dg.AssetsDefinition:

@@ -30,10 +30,37 @@ class TelemetryValidationConfig(dg.Config):
 def _failing_rows_md(quarantined, limit: int = EXAMPLE_ROWS) -> str:
     if quarantined.empty:
         return "none"
-    lines = ["| event_id | source_file | reason |", "| --- | --- | --- |"]
+    with_source = "source_file" in quarantined.columns
+    header = "| event_id | source_file | reason |\n| --- | --- | --- |" if with_source else "| event_id | reason |\n| --- | --- |"
+    lines = [header]
     for row in quarantined.head(limit).itertuples():
-        lines.append(f"| `{row.event_id}` | `{row.source_file}` | {row.quarantine_reason} |")
+        source = f" `{row.source_file}` |" if with_source else ""
+        lines.append(f"| `{row.event_id}` |{source} {row.quarantine_reason} |")
     return "\n".join(lines)
+
+
+def quarantined_share_check(check_name: str, asset_key: dg.AssetKey, outcome, limit: float) -> dg.AssetCheckResult:
+    """The blocking gate of a validated upload set (telemetry day or feedback batch): it has valid rows
+    and its quarantined share is at most `limit`; the UI shows example failing rows."""
+    rows_in, rows_quarantined = outcome.rows_in, len(outcome.quarantined)
+    passed = rows_in > 0 and len(outcome.valid) > 0 and outcome.quarantined_share <= limit
+    return dg.AssetCheckResult(
+        check_name=check_name,
+        asset_key=asset_key,
+        passed=bool(passed),
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=(
+            f"{rows_quarantined} of {rows_in} rows quarantined ({outcome.quarantined_share:.2%}); limit {limit:.2%}"
+            + ("" if rows_in else "; there are no rows")
+        ),
+        metadata={
+            "quarantined_share": outcome.quarantined_share,
+            "limit": limit,
+            "rows_in": rows_in,
+            "rows_quarantined": rows_quarantined,
+            "failing_rows": dg.MetadataValue.md(_failing_rows_md(outcome.quarantined)),
+        },
+    )
 
 
 def _earlier_event_ids(lake: LakeResource, partition_key: str) -> dict[str, str]:
@@ -148,25 +175,7 @@ def validated_telemetry(
         },
     )
 
-    share_ok = rows_in > 0 and valid.rows > 0 and outcome.quarantined_share <= config.max_quarantined_share
-    yield dg.AssetCheckResult(
-        check_name=QUARANTINED_SHARE_CHECK,
-        asset_key=VALIDATED_KEY,
-        passed=bool(share_ok),
-        severity=dg.AssetCheckSeverity.ERROR,
-        description=(
-            f"{quarantined.rows} of {rows_in} rows quarantined ({outcome.quarantined_share:.2%}); "
-            f"limit {config.max_quarantined_share:.2%}"
-            + ("" if rows_in else "; the day has no rows")
-        ),
-        metadata={
-            "quarantined_share": outcome.quarantined_share,
-            "limit": config.max_quarantined_share,
-            "rows_in": rows_in,
-            "rows_quarantined": quarantined.rows,
-            "failing_rows": dg.MetadataValue.md(_failing_rows_md(outcome.quarantined)),
-        },
-    )
+    yield quarantined_share_check(QUARANTINED_SHARE_CHECK, VALIDATED_KEY, outcome, config.max_quarantined_share)
     over_limit = {
         column: rate
         for column, rate in outcome.null_rates.items()

@@ -510,8 +510,7 @@ def build_manifest(
     )
 
 
-def build_bundle(
-    output_dir: str | os.PathLike,
+def bundle_bytes(
     model_bytes: bytes,
     *,
     model_name: str,
@@ -523,11 +522,10 @@ def build_bundle(
     device_profiles: Mapping[str, Mapping[str, Any]] | None = None,
     lineage: Mapping[str, Any] | None = None,
     created_at: str | None = None,
-) -> Path:
-    """Build, sign and write `<output_dir>/<name>-<version>.bundle.tar`; return its path.
+) -> bytes:
+    """The signed archive of a bundle around `model_bytes`, for callers that store it themselves.
 
-    The model's ONNX interface is checked against `inputs` and `output` first. Writing is atomic and
-    idempotent; a different bundle under the same name and version raises `BundleExists`.
+    The model's ONNX interface is checked against `inputs` and `output` first.
     """
     check_model_interface(model_bytes, inputs, output)
     manifest = build_manifest(
@@ -542,5 +540,38 @@ def build_bundle(
         lineage=lineage,
         created_at=created_at,
     )
-    data = bundle_archive_bytes(manifest, model_bytes, private_key)
+    return bundle_archive_bytes(manifest, model_bytes, private_key)
+
+
+def build_bundle(
+    output_dir: str | os.PathLike,
+    model_bytes: bytes,
+    *,
+    model_name: str,
+    model_version: str,
+    decision_thresholds: Mapping[str, float],
+    private_key: Ed25519PrivateKey,
+    inputs: Sequence[TensorSpec] = HARSH_EVENT_INPUTS,
+    output: OutputSpec = HARSH_EVENT_OUTPUT,
+    device_profiles: Mapping[str, Mapping[str, Any]] | None = None,
+    lineage: Mapping[str, Any] | None = None,
+    created_at: str | None = None,
+) -> Path:
+    """Build, sign and write `<output_dir>/<name>-<version>.bundle.tar` (see `bundle_bytes`).
+
+    Writing is atomic and idempotent; a different bundle under the same name and version raises
+    `BundleExists`.
+    """
+    data = bundle_bytes(
+        model_bytes,
+        model_name=model_name,
+        model_version=model_version,
+        decision_thresholds=decision_thresholds,
+        private_key=private_key,
+        inputs=inputs,
+        output=output,
+        device_profiles=device_profiles,
+        lineage=lineage,
+        created_at=created_at,
+    )
     return write_bundle_file(Path(output_dir) / bundle_file_name(model_name, model_version), data)

@@ -88,12 +88,6 @@ def print_summary(days: list[DayFigures], feature_table_dir: str, seconds: float
     print(f"partitions: {len(days)} in {seconds:.1f} s")
 
 
-def train_and_bundle(job: dg.JobDefinition, instance: dg.DagsterInstance) -> dg.ExecuteInProcessResult:
-    return job.execute_in_process(
-        instance=instance, tags={"fleetml/trigger": "make demo"}, run_config=QUIET, raise_on_error=False
-    )
-
-
 def print_model_summary(result: dg.ExecuteInProcessResult, spec, refs_dir, keys_dir, seconds: float) -> bool:
     """Headline evaluation figures and the bundle, verified with the dev public key as a device would."""
     import json
@@ -167,8 +161,7 @@ def close_the_loop(defs, instance, spec, home, seed: int, devices: int, deploy_s
     clock.lap("deploy to the fleet (+ new vg-r5 vehicles)")
     telemetry_job = defs.resolve_job_def("telemetry_job")
     for offset in range(LOOP_DEPLOY_DAYS):
-        day = str(deploy_start + dt.timedelta(days=offset))
-        run_ids.append(telemetry_job.execute_in_process(partition_key=day, instance=instance, run_config=QUIET, raise_on_error=False).run_id)
+        run_ids.append(run_day(telemetry_job, instance, str(deploy_start + dt.timedelta(days=offset)))[1])
     clock.lap("ingest the deployed days")
 
     feedback_sensor = SensorTicker(defs, "edge_feedback_sensor", instance)
@@ -229,7 +222,7 @@ def main() -> None:
     from fleet_sim.faults import inject_upload_faults
     from fleet_sim.telemetry import simulate_telemetry
     from pipelines.definitions import defs
-    from pipelines.demo_loop import StageClock
+    from pipelines.demo_loop import StageClock, execute
     from pipelines.environment import fleetml_home
     from pipelines.model_specs import HARSH_EVENT_MODEL
 
@@ -257,7 +250,7 @@ def main() -> None:
         if not all(day.checks_passed for day in days):
             raise SystemExit("a day failed its gates: see the run in `make dev`")
         started = time.perf_counter()
-        trained = train_and_bundle(defs.resolve_job_def(f"{HARSH_EVENT_MODEL.name}_training_job"), instance)
+        trained = execute(defs, f"{HARSH_EVENT_MODEL.name}_training_job", instance)
         run_ids.append(trained.run_id)
         clock.lap("train, gate, bundle 1")
         if not print_model_summary(trained, HARSH_EVENT_MODEL, home / "refs" / HARSH_EVENT_MODEL.name, home / "keys", time.perf_counter() - started):

@@ -6,10 +6,11 @@ same bytes land at the same path, different bytes at a different one.
 
 import hashlib
 import posixpath
-import uuid
 from dataclasses import dataclass
 
 import dagster as dg
+
+from resources.filesystems import atomic_object, filesystem_and_path
 
 
 @dataclass(frozen=True)
@@ -24,26 +25,14 @@ class ArtifactStoreResource(dg.ConfigurableResource):
 
     uri: str
 
-    def _filesystem(self):
-        import pyarrow.fs as pafs
-
-        if "://" in self.uri:
-            return pafs.FileSystem.from_uri(self.uri)
-        local = pafs.LocalFileSystem()
-        return local, local.normalize_path(self.uri)
-
     def put(self, kind: str, name: str, data: bytes) -> StoredArtifact:
         """Store `data` as `name` under its hash; storing the same bytes again is a no-op."""
         sha256 = hashlib.sha256(data).hexdigest()
-        fs, root = self._filesystem()
-        directory = posixpath.join(root, kind, sha256[:2], sha256)
-        path = posixpath.join(directory, name)
+        fs, root = filesystem_and_path(self.uri)
+        path = posixpath.join(root, kind, sha256[:2], sha256, name)
         if fs.get_file_info(path).type.name == "NotFound":
-            fs.create_dir(directory, recursive=True)
-            temp_path = posixpath.join(directory, f".tmp-{uuid.uuid4().hex}")
-            with fs.open_output_stream(temp_path) as stream:
+            with atomic_object(fs, path) as temp_path, fs.open_output_stream(temp_path) as stream:
                 stream.write(data)
-            fs.move(temp_path, path)
         return StoredArtifact(uri=self.uri_of(kind, sha256, name), sha256=sha256, size_bytes=len(data))
 
     def uri_of(self, kind: str, sha256: str, name: str) -> str:
@@ -51,12 +40,7 @@ class ArtifactStoreResource(dg.ConfigurableResource):
 
     def get(self, uri: str) -> bytes:
         """Read an artifact back and check it still has the hash its path claims."""
-        import pyarrow.fs as pafs
-
-        if "://" in uri:
-            fs, path = pafs.FileSystem.from_uri(uri)
-        else:
-            fs, path = pafs.LocalFileSystem(), uri
+        fs, path = filesystem_and_path(uri)
         with fs.open_input_stream(path) as stream:
             data = stream.read()
         expected = posixpath.basename(posixpath.dirname(path))

@@ -7,10 +7,11 @@ than looking up "the latest" artifact on disk, keeps every child bound to its ac
 
 import json
 import posixpath
-import uuid
 from typing import Any
 
 import dagster as dg
+
+from resources.filesystems import atomic_object, filesystem_and_path
 
 
 class JsonRefIOManager(dg.ConfigurableIOManager):
@@ -19,22 +20,13 @@ class JsonRefIOManager(dg.ConfigurableIOManager):
     uri: str
 
     def _path(self, key: dg.AssetKey) -> "tuple[Any, str]":
-        import pyarrow.fs as pafs
-
-        if "://" in self.uri:
-            fs, root = pafs.FileSystem.from_uri(self.uri)
-        else:
-            fs = pafs.LocalFileSystem()
-            root = fs.normalize_path(self.uri)
+        fs, root = filesystem_and_path(self.uri)
         return fs, posixpath.join(root, *key.path) + ".json"
 
     def handle_output(self, context: dg.OutputContext, obj: dict) -> None:
         fs, path = self._path(context.asset_key)
-        fs.create_dir(posixpath.dirname(path), recursive=True)
-        temp_path = posixpath.join(posixpath.dirname(path), f".tmp-{uuid.uuid4().hex}.json")
-        with fs.open_output_stream(temp_path) as stream:
+        with atomic_object(fs, path) as temp_path, fs.open_output_stream(temp_path) as stream:
             stream.write(json.dumps(obj, indent=2, sort_keys=True, default=str).encode())
-        fs.move(temp_path, path)
 
     def load_input(self, context: dg.InputContext) -> dict:
         fs, path = self._path(context.asset_key)

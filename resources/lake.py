@@ -5,12 +5,13 @@ serves both, so asset code never branches on the environment.
 """
 
 import posixpath
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import dagster as dg
+
+from resources.filesystems import atomic_object, filesystem_and_path
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -34,12 +35,7 @@ class LakeResource(dg.ConfigurableResource):
     uri: str
 
     def _filesystem(self) -> "tuple[pafs.FileSystem, str]":
-        import pyarrow.fs as pafs
-
-        if "://" in self.uri:
-            return pafs.FileSystem.from_uri(self.uri)
-        local = pafs.LocalFileSystem()
-        return local, local.normalize_path(str(self.uri))
+        return filesystem_and_path(self.uri)
 
     def _object_path(self, root: str, key: Sequence[str], partition_key: str | None) -> str:
         return posixpath.join(root, *key, f"{partition_key or UNPARTITIONED}.parquet")
@@ -59,10 +55,8 @@ class LakeResource(dg.ConfigurableResource):
 
         fs, root = self._filesystem()
         path = self._object_path(root, key, partition_key)
-        fs.create_dir(posixpath.dirname(path), recursive=True)
-        temp_path = posixpath.join(posixpath.dirname(path), f".tmp-{uuid.uuid4().hex}.parquet")
-        pq.write_table(table, temp_path, filesystem=fs, compression="zstd")
-        fs.move(temp_path, path)
+        with atomic_object(fs, path) as temp_path:
+            pq.write_table(table, temp_path, filesystem=fs, compression="zstd")
         return StoredTable(
             uri=self.table_uri(key, partition_key), rows=table.num_rows, size_bytes=fs.get_file_info(path).size
         )
