@@ -325,7 +325,7 @@ def build_edge_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
         100% of its devices), the gate each stage must pass on live feedback (false-positive rate,
         latency p99 against the profile's budget, enough reviewed events, soak time) and the bundle to
         roll back to."""
-        import pyarrow.parquet as pq
+        from resources.filesystems import read_parquet
 
         from assets.rollout_planning import plan_rollout, stages_as_json
         from edge_packaging.profiles import load_profiles
@@ -333,7 +333,7 @@ def build_edge_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
         profiles = load_profiles()
         passed = [profiles[name] for name in edge_bundle["profiles_passed"]]
         budgets = {rev: profile.latency_budget_ms for profile in passed for rev in profile.hardware_revs}
-        fleet = pq.read_table(training_dataset["uri"], columns=["device_id", "hardware_rev"]).to_pandas().drop_duplicates()
+        fleet = read_parquet(training_dataset["uri"], columns=["device_id", "hardware_rev"]).to_pandas().drop_duplicates()
         devices_by_revision = fleet.groupby("hardware_rev")["device_id"].apply(list).to_dict()
         stages = plan_rollout(
             devices_by_revision,

@@ -5,6 +5,7 @@ import dagster as dg
 from assets.partitions import feedback_batches
 from assets.validation import quarantined_share_check
 from resources.lake import LakeResource
+from resources.filesystems import join_uri
 from resources.landing_zone import LandingZoneResource
 
 FEEDBACK_SOURCE = "edge_feedback"
@@ -20,12 +21,17 @@ class FeedbackValidationConfig(dg.Config):
     max_quarantined_share: float = 0.05
 
 
-def feedback_upload_path(landing_zone: LandingZoneResource, context: dg.AssetExecutionContext):
-    """The file the sensor saw for this batch (from the run's tags), else `<batch_id>.parquet`."""
-    from pathlib import Path
-
-    relative = context.run.tags.get("fleetml/feedback_file", f"{FEEDBACK_SOURCE}/{context.partition_key}.parquet")
-    return Path(landing_zone.landing_root, relative)
+def feedback_upload_uri(landing_zone: LandingZoneResource, context: dg.AssetExecutionContext) -> str:
+    """The upload the sensor saw for this batch (from the run's tags); for a run launched by hand, the
+    newest upload of `<batch_id>.parquet` in the landing zone."""
+    tagged = context.run.tags.get("fleetml/feedback_file")
+    if tagged:
+        return join_uri(landing_zone.landing_root, tagged)
+    name = f"{context.partition_key}.parquet"
+    found = [listed for listed in landing_zone.lister(FEEDBACK_SOURCE).list_uploads(None) if listed.key.endswith(f"/{name}")]
+    if not found:
+        raise dg.Failure(f"no upload {name} under {landing_zone.source_uri(FEEDBACK_SOURCE)}/date=*/")
+    return landing_zone.source_uri(FEEDBACK_SOURCE, max(found).key)
 
 
 @dg.multi_asset(
@@ -66,15 +72,16 @@ def edge_feedback(
     from assets.feedback_expectations import validate_feedback_batch
     from edge_packaging.feedback_contract import FEEDBACK_SCHEMA, conform_to_feedback_contract
     from edge_packaging.telemetry_contract import HARSH_EVENT_CLASSES
-    from resources.landing_zone import file_sha256, read_upload
+    from resources.landing_zone import read_upload
 
-    path = feedback_upload_path(landing_zone, context)
+    uri = feedback_upload_uri(landing_zone, context)
+    upload = read_upload(uri, conform_to_feedback_contract)
     expected_sha256 = context.run.tags.get("fleetml/feedback_sha256")
-    if expected_sha256 and file_sha256(path) != expected_sha256:
+    if expected_sha256 and upload.sha256 != expected_sha256:
         raise dg.Failure(
-            f"{path.name} changed since the sensor registered it ({expected_sha256[:12]}); the new version has its own run"
+            f"{uri} changed since the sensor registered it ({expected_sha256[:12]}); the new version has its own run"
         )
-    raw = read_upload(path, conform_to_feedback_contract).table.to_pandas()
+    raw = upload.table.to_pandas()
     outcome = validate_feedback_batch(raw, HARSH_EVENT_CLASSES)
     quarantine_schema = FEEDBACK_SCHEMA.append(pa.field("quarantine_reason", pa.string()))
     partition = context.partition_key
@@ -88,7 +95,7 @@ def edge_feedback(
         metadata={
             "dagster/row_count": valid.rows,
             "uri": dg.MetadataValue.path(valid.uri),
-            "source_file": str(path),
+            "source_file": uri,
             "rows_in": len(raw),
             "rows_quarantined": quarantined.rows,
             "reviewed_rows": reviewed,

@@ -1,5 +1,7 @@
 """`raw_telemetry`: a day of device uploads from the landing zone, as one table."""
 
+import posixpath
+
 import dagster as dg
 
 from assets.partitions import daily_telemetry_partitions
@@ -40,21 +42,22 @@ def raw_telemetry(
     tables: list[pa.Table] = []
     quarantined: list[tuple[str, str]] = []
     extra_columns: set[str] = set()
-    for path in uploads:
+    for uri in uploads:
+        name = posixpath.basename(uri)
         try:
-            upload = read_upload(path, conform_to_telemetry_contract)
+            upload = read_upload(uri, conform_to_telemetry_contract)
         except UnreadableUpload as reason:
-            moved = landing_zone.quarantine(path, TELEMETRY_SOURCE, str(reason), run_id=context.run.run_id)
-            context.log.warning(f"quarantined {path.name}: {reason} -> {moved.quarantined_path}")
-            quarantined.append((path.name, str(reason)))
+            moved = landing_zone.quarantine(uri, TELEMETRY_SOURCE, str(reason), run_id=context.run.run_id)
+            context.log.warning(f"quarantined {name}: {reason} -> {moved.quarantined_path}")
+            quarantined.append((name, str(reason)))
             continue
         extra_columns.update(upload.extra_columns)
-        source = pa.array([f"{subdirectory}/{path.name}"] * upload.table.num_rows, type=pa.string())
+        source = pa.array([f"{subdirectory}/{name}"] * upload.table.num_rows, type=pa.string())
         tables.append(upload.table.append_column(SOURCE_FILE_COLUMN, source))
     if not uploads:
         raise dg.Failure(
             description=f"no telemetry uploads for {partition_key} under "
-            f"{landing_zone.landing_root}/{TELEMETRY_SOURCE}/{subdirectory}",
+            f"{landing_zone.source_uri(TELEMETRY_SOURCE, subdirectory)}",
         )
     schema = TELEMETRY_SCHEMA.append(pa.field(SOURCE_FILE_COLUMN, pa.string(), nullable=False))
     combined = pa.concat_tables(tables) if tables else schema.empty_table()

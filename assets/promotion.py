@@ -39,12 +39,12 @@ def build_promotion_asset(spec: ModelSpec) -> dg.AssetsDefinition:
         """The model devices should run: the candidate once it passed every gate, recorded in the
         registry's append-only history under the `champion` alias. A candidate that failed a gate is
         never promoted, even when this asset is materialized on its own."""
-        import pyarrow.parquet as pq
+        from resources.filesystems import read_parquet
 
         run_id = context.run.run_id
         if config.pin_version:
             version = registry.version(spec.name, config.pin_version)
-            frame = pq.read_table(training_dataset["uri"]).to_pandas()
+            frame = read_parquet(training_dataset["uri"]).to_pandas()
             model = load_registered_classifier(registry, spec.name, version.version_id)
             choices = validation_thresholds(model, frame, spec, config.target_precision or spec.target_precision)
             thresholds = {name: choice.threshold for name, choice in choices.items()}

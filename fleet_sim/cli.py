@@ -81,6 +81,21 @@ def _add_home_option(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="fleetml home; the landing zone is <home>/landing (default: $FLEETML_HOME, else ./.fleetml)",
     )
+    parser.add_argument(
+        "--landing",
+        default=None,
+        help="the landing zone: a folder or an s3:// URI, which devices upload to "
+        "(default: $FLEETML_LANDING_ROOT, else <home>/landing)",
+    )
+
+
+def landing_root(args: argparse.Namespace) -> str | Path:
+    """Where uploads go: `--landing`, else `$FLEETML_LANDING_ROOT` (as the platform reads it), else
+    `<home>/landing`."""
+    chosen = args.landing or os.environ.get("FLEETML_LANDING_ROOT")
+    if chosen:
+        return chosen if "://" in chosen else Path(chosen).resolve()
+    return (args.home or default_home()) / LANDING_DIR
 
 
 def _add_telemetry_command(subcommands: argparse._SubParsersAction) -> None:
@@ -120,10 +135,9 @@ def _add_telemetry_command(subcommands: argparse._SubParsersAction) -> None:
 
 
 def _run_telemetry(args: argparse.Namespace) -> int:
-    home = args.home or default_home()
     started = time.perf_counter()
     summary = simulate_telemetry(
-        home / LANDING_DIR,
+        landing_root(args),
         start=args.start,
         days=args.days,
         devices=args.devices,
@@ -213,14 +227,14 @@ def _public_key_path(args: argparse.Namespace, home: Path) -> Path:
 
 def _run_deploy(args: argparse.Namespace) -> int:
     home = args.home or default_home()
-    landing_root = home / LANDING_DIR
-    start = args.start or next_telemetry_day(landing_root)
+    landing = landing_root(args)
+    start = args.start or next_telemetry_day(landing)
     started = time.perf_counter()
     try:
         summary = deploy_bundle(
             args.bundle,
             _public_key_path(args, home),
-            landing_root,
+            landing,
             start=start,
             days=args.days,
             scenario=args.scenario,

@@ -38,7 +38,7 @@ from edge_packaging.signing import KeyLoadError, load_public_key_file
 from edge_packaging.telemetry_contract import HARSH_EVENT_CLASSES, imu_windows
 from fleet_sim.events import check_season
 from fleet_sim.fleet import Device, build_device, build_fleet
-from fleet_sim.landing import write_parquet_atomically
+from fleet_sim.landing import folder_names, landing_join, write_parquet_atomically
 from fleet_sim.reviews import review_deployed_events
 from fleet_sim.telemetry import TELEMETRY_DIR, simulate_device_day, upload_path
 
@@ -195,18 +195,27 @@ def batch_id(hardware_rev: str, day: dt.date, bundle_sha256: str) -> str:
     return batch_id_of(f"fb-{hardware_rev}-{day:%Y%m%d}-{bundle_sha256[:BATCH_SHA_HEX_CHARS]}.parquet")
 
 
-def feedback_path(landing_root: Path, hardware_rev: str, day: dt.date, bundle_sha256: str) -> Path:
-    """Where a revision-day feedback batch lands: `<landing>/edge_feedback/<batch_id>.parquet`."""
-    return Path(landing_root) / FEEDBACK_DIR / f"{batch_id(hardware_rev, day, bundle_sha256)}.parquet"
+def feedback_path(
+    landing_root: str | Path, hardware_rev: str, day: dt.date, bundle_sha256: str, upload_day: dt.date
+) -> str | Path:
+    """Where a revision-day feedback batch lands: `<landing>/edge_feedback/date=<upload_day>/<batch_id>.parquet`.
+
+    Uploads are keyed by the UTC day they are uploaded (not the day their events happened), so the
+    platform's sensor lists only the latest days, whatever the history.
+    """
+    name = f"{batch_id(hardware_rev, day, bundle_sha256)}.parquet"
+    return landing_join(landing_root, FEEDBACK_DIR, f"date={upload_day.isoformat()}", name)
 
 
-def next_telemetry_day(landing_root: Path, today: dt.date | None = None) -> dt.date:
+def next_telemetry_day(landing_root: str | Path, today: dt.date | None = None) -> dt.date:
     """The day after the latest `telemetry/date=YYYY-MM-DD` folder under `landing_root`, else `today`
     (default: the UTC date now), so a deployment continues the fleet's history rather than rewriting it."""
     days = []
-    for folder in (Path(landing_root) / TELEMETRY_DIR).glob("date=*"):
+    for name in folder_names(landing_join(landing_root, TELEMETRY_DIR)):
+        if not name.startswith("date="):
+            continue
         try:
-            days.append(dt.date.fromisoformat(folder.name.removeprefix("date=")))
+            days.append(dt.date.fromisoformat(name.removeprefix("date=")))
         except ValueError:
             continue
     if days:
@@ -248,6 +257,7 @@ def deploy_bundle(
     devices: int = 70,
     events_per_device_day: float = 40.0,
     clock_ns: Callable[[], int] = time.perf_counter_ns,
+    upload_day: dt.date | None = None,
 ) -> DeploySummary:
     """Run a bundle on the scenario's fleet for `days` days from `start`; write its uploads.
 
@@ -255,15 +265,16 @@ def deploy_bundle(
     one feedback batch per hardware revision and day under `<landing_root>/edge_feedback/` (`FEEDBACK_SCHEMA`)
     and one telemetry upload per device-day with events under `<landing_root>/telemetry/` with null
     labels and the same events. `clock_ns` times each inference (inject a fake clock for
-    byte-identical reruns; everything else already is).
+    byte-identical reruns; everything else already is). Feedback is keyed by `upload_day` (default:
+    the UTC date now), the day the uploads reach the platform.
     """
     if days < 0 or events_per_device_day < 0:
         raise ValueError("days and events_per_device_day must not be negative")
     bundle = load_bundle_on_device(bundle_path, public_key_path)
     runtime = _DeviceRuntime(bundle)
     fleet = scenario_fleet(scenario, devices, seed)
-    landing_root = Path(landing_root)
-    telemetry_dir = landing_root / TELEMETRY_DIR
+    telemetry_dir = landing_join(landing_root, TELEMETRY_DIR)
+    uploaded_on = upload_day or dt.datetime.now(dt.UTC).date()
     manifest = bundle.manifest
     feedback_files: list[Path] = []
     telemetry_files: list[Path] = []
@@ -319,7 +330,7 @@ def deploy_bundle(
                 class_counts[name] += int(np.count_nonzero(upload.true_class == name))
         for hardware_rev, tables in sorted(batches.items()):
             if tables:
-                path = feedback_path(landing_root, hardware_rev, day, bundle.bundle_sha256)
+                path = feedback_path(landing_root, hardware_rev, day, bundle.bundle_sha256, uploaded_on)
                 feedback_files.append(write_parquet_atomically(pa.concat_tables(tables), path))
     all_latencies_ms = np.concatenate(latencies_ms) if latencies_ms else np.zeros(1)
     return DeploySummary(

@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow as pa
 
 from fleet_sim.fleet import build_device
-from fleet_sim.landing import write_parquet_atomically
+from fleet_sim.landing import landing_join, parquet_bytes, write_bytes_atomically, write_parquet_atomically
 from fleet_sim.telemetry import TELEMETRY_DIR, device_day_rng, simulate_device_day
 
 FAULTY_DEVICE_INDEX = 90_000
@@ -26,7 +26,7 @@ FAULTY_DEVICE_INDEX = 90_000
 class InjectedFault:
     """A file written into the landing zone, and what the platform should make of it."""
 
-    path: Path
+    path: str | Path
     kind: str
     expected: str
     """'quarantine file', 'flows', or 'quarantine N rows'."""
@@ -52,15 +52,14 @@ def _corrupt_rows(table: pa.Table, day: dt.date) -> pa.Table:
     return _with_column(table, "label", labels)
 
 
-def inject_upload_faults(landing_root: Path, day: dt.date, seed: int) -> list[InjectedFault]:
+def inject_upload_faults(landing_root: str | Path, day: dt.date, seed: int) -> list[InjectedFault]:
     """Write one upload of each fault kind into `landing_root/telemetry/date=<day>/`.
 
     The same device uploads its previous day normally and re-sends three of those events on `day`,
     which validation must catch as already ingested. Deterministic for a given seed and day.
     """
     device = build_device(FAULTY_DEVICE_INDEX, seed)
-    folder = Path(landing_root) / TELEMETRY_DIR / f"date={day.isoformat()}"
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = landing_join(landing_root, TELEMETRY_DIR, f"date={day.isoformat()}")
     rows = simulate_device_day(device, day, device_day_rng(seed, device, day), events_per_device_day=30).table
     previous_day = day - dt.timedelta(days=1)
     previous = simulate_device_day(
@@ -69,32 +68,35 @@ def inject_upload_faults(landing_root: Path, day: dt.date, seed: int) -> list[In
     prefix = f"{device.device_id}-{day:%Y%m%d}"
     faults: list[InjectedFault] = []
 
-    truncated = folder / f"{prefix}-truncated.parquet"
-    write_parquet_atomically(rows, truncated)
-    truncated.write_bytes(truncated.read_bytes()[: truncated.stat().st_size // 3])
+    truncated = landing_join(folder, f"{prefix}-truncated.parquet")
+    whole = parquet_bytes(rows)
+    write_bytes_atomically(whole[: len(whole) // 3], truncated)
     faults.append(InjectedFault(truncated, "truncated upload", "quarantine file"))
 
-    not_parquet = folder / f"{prefix}-csv.parquet"
-    not_parquet.write_text("event_id,device_id,speed_kph\n" + f"{prefix}-x,{device.device_id},42.0\n")
+    not_parquet = landing_join(folder, f"{prefix}-csv.parquet")
+    csv_text = "event_id,device_id,speed_kph\n" + f"{prefix}-x,{device.device_id},42.0\n"
+    write_bytes_atomically(csv_text.encode(), not_parquet)
     faults.append(InjectedFault(not_parquet, "not Parquet", "quarantine file"))
 
-    renamed = folder / f"{prefix}-renamed-column.parquet"
+    renamed = landing_join(folder, f"{prefix}-renamed-column.parquet")
     write_parquet_atomically(rows.rename_columns([*rows.column_names[:-3], "speed", "imu", "label"]), renamed)
     faults.append(InjectedFault(renamed, "column speed_kph renamed", "quarantine file"))
 
-    extra = folder / f"{prefix}-extra-column.parquet"
+    extra = landing_join(folder, f"{prefix}-extra-column.parquet")
     firmware = pa.array(["4.2.1"] * 10, type=pa.string())
     write_parquet_atomically(rows.slice(0, 10).append_column("firmware_build", firmware), extra)
     faults.append(InjectedFault(extra, "extra column", "flows"))
 
-    corrupt = folder / f"{prefix}-corrupt-rows.parquet"
+    corrupt = landing_join(folder, f"{prefix}-corrupt-rows.parquet")
     write_parquet_atomically(_corrupt_rows(rows.slice(10, 10), day), corrupt)
     faults.append(InjectedFault(corrupt, "corrupt rows", "quarantine 5 rows"))
 
-    first_upload = folder.with_name(f"date={previous_day.isoformat()}") / f"{device.device_id}-{previous_day:%Y%m%d}.parquet"
+    first_upload = landing_join(
+        landing_root, TELEMETRY_DIR, f"date={previous_day.isoformat()}", f"{device.device_id}-{previous_day:%Y%m%d}.parquet"
+    )
     write_parquet_atomically(previous, first_upload)
     faults.append(InjectedFault(first_upload, "yesterday's upload, sent once", "flows"))
-    reupload = folder / f"{prefix}-reupload.parquet"
+    reupload = landing_join(folder, f"{prefix}-reupload.parquet")
     write_parquet_atomically(previous.slice(0, 3), reupload)
     faults.append(InjectedFault(reupload, "re-upload of yesterday's events", "quarantine 3 rows"))
     return faults

@@ -18,7 +18,7 @@ from edge_packaging.telemetry_contract import HARSH_EVENT_CLASSES, TELEMETRY_SCH
 from fleet_sim.events import check_season, draw_event_kinds, event_class, synthesize_motion
 from fleet_sim.fleet import DEFAULT_REVISIONS, Device, build_fleet
 from fleet_sim.labels import review_labels
-from fleet_sim.landing import write_parquet_atomically
+from fleet_sim.landing import landing_join, write_parquet_atomically
 from fleet_sim.sensor import gps_speed_kph, measure
 
 TELEMETRY_DIR = "telemetry"
@@ -43,7 +43,7 @@ class DeviceDay:
 class TelemetrySummary:
     """What a simulation run wrote: figures for a log line, true class counts for a sanity check."""
 
-    telemetry_dir: Path
+    telemetry_dir: str | Path
     files: int
     windows: int
     labelled: int
@@ -55,9 +55,9 @@ def device_day_rng(seed: int, device: Device, day: dt.date) -> np.random.Generat
     return np.random.default_rng([seed, _TELEMETRY_STREAM, device.index, day.toordinal()])
 
 
-def upload_path(telemetry_dir: Path, device: Device, day: dt.date) -> Path:
+def upload_path(telemetry_dir: str | Path, device: Device, day: dt.date) -> str | Path:
     """Where a device's upload for `day` lands: `date=YYYY-MM-DD/<device_id>-<YYYYMMDD>.parquet`."""
-    return telemetry_dir / f"date={day.isoformat()}" / f"{device.device_id}-{day:%Y%m%d}.parquet"
+    return landing_join(telemetry_dir, f"date={day.isoformat()}", f"{device.device_id}-{day:%Y%m%d}.parquet")
 
 
 def simulate_device_day(
@@ -96,7 +96,7 @@ def simulate_device_day(
 
 
 def simulate_telemetry(
-    landing_root: Path,
+    landing_root: str | Path,
     start: dt.date,
     days: int,
     devices: int,
@@ -117,7 +117,7 @@ def simulate_telemetry(
         raise ValueError("days, devices and events_per_device_day must not be negative")
     check_season(season)
     fleet = build_fleet(devices, seed, tuple(revisions))
-    telemetry_dir = Path(landing_root) / TELEMETRY_DIR
+    telemetry_dir = landing_join(landing_root, TELEMETRY_DIR)
     device_days = days * devices
     show_progress = device_days >= _AUTO_PROGRESS_DEVICE_DAYS if progress is None else progress
     files = windows = labelled = 0

@@ -1,6 +1,7 @@
 """The landing zone where devices upload, and the quarantine where unreadable uploads are kept.
 
-A file that cannot be read or breaks its contract is moved, never deleted, to
+Both roots are storage URIs (a local path, or `s3://...` where devices upload in production) served
+by the same code. A file that cannot be read or breaks its contract is moved, never deleted, to
 `quarantine/<source>/<same sub-folder>/` beside a JSON sidecar that names the reason, so an operator
 can inspect it, fix the device, and re-land it.
 """
@@ -8,13 +9,15 @@ can inspect it, fix the device, and re-land it.
 import datetime as dt
 import hashlib
 import json
-import os
+import posixpath
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import dagster as dg
+
+from resources.filesystems import exists, filesystem_and_path, join_uri, read_bytes, write_bytes
+from resources.upload_listing import UploadLister, is_complete_upload_name, lister_for
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -36,31 +39,27 @@ class QuarantinedFile:
     sha256: str
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 @dataclass(frozen=True)
 class Upload:
-    """An upload conformed to its contract, and the columns its contract does not know (dropped)."""
+    """An upload conformed to its contract, the columns its contract does not know (dropped), and the
+    sha256 and size of the very bytes that were parsed."""
 
     table: "pa.Table"
     extra_columns: tuple[str, ...]
+    sha256: str
+    size_bytes: int
 
 
-def read_upload(path: Path, conform: "Callable[[pa.Table], pa.Table]") -> Upload:
-    """Read one Parquet upload and conform it to its contract, or raise `UnreadableUpload`."""
+def parse_upload(data: bytes, conform: "Callable[[pa.Table], pa.Table]") -> Upload:
+    """Parse one Parquet upload's bytes and conform them to a contract, or raise `UnreadableUpload`."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    if path.stat().st_size == 0:
+    sha256 = hashlib.sha256(data).hexdigest()
+    if not data:
         raise UnreadableUpload("empty file: 0 bytes")
     try:
-        table = pq.read_table(path)
+        table = pq.read_table(pa.BufferReader(data))
     except (pa.ArrowException, OSError) as error:
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise UnreadableUpload(f"unreadable Parquet: {first_line}") from error
@@ -69,47 +68,80 @@ def read_upload(path: Path, conform: "Callable[[pa.Table], pa.Table]") -> Upload
     except ValueError as error:
         raise UnreadableUpload(str(error)) from error
     extra = tuple(name for name in table.column_names if name not in conformed.column_names)
-    return Upload(conformed, extra)
+    return Upload(conformed, extra, sha256, len(data))
+
+
+def read_upload(uri: str, conform: "Callable[[pa.Table], pa.Table]") -> Upload:
+    """Read one upload whole (a single GET on S3) and parse it; see `parse_upload`."""
+    return parse_upload(read_bytes(uri), conform)
 
 
 class LandingZoneResource(dg.ConfigurableResource):
-    """Lists uploads under `landing_root/<source>/` and quarantines the bad ones."""
+    """Lists uploads under `landing_root/<source>/` and quarantines the bad ones (paths or `s3://` URIs)."""
 
     landing_root: str
     quarantine_root: str
 
-    def uploads(self, source: str, subdirectory: str = "") -> list[Path]:
-        """Complete uploads (`*.parquet`, not dot-prefixed temp files), sorted by name."""
-        directory = Path(self.landing_root, source, subdirectory)
-        if not directory.is_dir():
-            return []
-        return sorted(
-            path for path in directory.glob("*.parquet") if path.is_file() and not path.name.startswith(".")
-        )
+    def source_uri(self, source: str, *parts: str) -> str:
+        return join_uri(self.landing_root, source, *[part for part in parts if part])
 
-    def quarantine(self, path: Path, source: str, reason: str, run_id: str | None = None) -> QuarantinedFile:
-        """Move `path` into the quarantine with a JSON sidecar naming `reason`.
+    def uploads(self, source: str, subdirectory: str = "") -> list[str]:
+        """URIs of the complete uploads (`*.parquet`, not dot-prefixed temp files) in one folder, by name."""
+        import pyarrow.fs as pafs
+
+        fs, directory = filesystem_and_path(self.source_uri(source, subdirectory))
+        infos = fs.get_file_info(pafs.FileSelector(directory, allow_not_found=True))
+        names = sorted(
+            posixpath.basename(info.path)
+            for info in infos
+            if info.type == pafs.FileType.File and is_complete_upload_name(posixpath.basename(info.path))
+        )
+        return [self.source_uri(source, subdirectory, name) for name in names]
+
+    def lister(self, source: str) -> UploadLister:
+        """The day-bounded listing of `source` that the landing sensors scan."""
+        return lister_for(self.source_uri(source))
+
+    def quarantine(
+        self, uri: str, source: str, reason: str, run_id: str | None = None, sha256: str | None = None
+    ) -> QuarantinedFile:
+        """Move the upload at `uri` into the quarantine with a JSON sidecar naming `reason`.
 
         A second copy of an already quarantined file (same bytes) is not stored twice; a different
-        file of the same name is kept beside it under a name carrying its hash.
+        file of the same name is kept beside it under a name carrying its hash. The sidecar is written
+        first, so a crash in between leaves the upload in place to be handled again, never lost.
         """
-        sha256 = file_sha256(path)
-        relative = path.relative_to(Path(self.landing_root, source))
-        target = Path(self.quarantine_root, source, relative)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if target.exists() and file_sha256(target) != sha256:
-            target = target.with_name(f"{target.stem}-{sha256[:12]}{target.suffix}")
+        source_root = self.source_uri(source) + "/"
+        if not uri.startswith(source_root):
+            raise ValueError(f"{uri} is not under the landing source {source_root}")
+        relative = uri[len(source_root):]
+        fs, path = filesystem_and_path(uri)
+        info = fs.get_file_info(path)
+        if info.type.name == "NotFound":
+            raise FileNotFoundError(uri)
+        data = None
+        if sha256 is None:
+            data = read_bytes(uri)
+            sha256 = hashlib.sha256(data).hexdigest()
+        target = join_uri(self.quarantine_root, source, relative)
+        target_fs, target_path = filesystem_and_path(target)
+        if exists(target_fs, target_path) and hashlib.sha256(read_bytes(target)).hexdigest() != sha256:
+            stem, suffix = posixpath.splitext(target)
+            target = f"{stem}-{sha256[:12]}{suffix}"
+            target_fs, target_path = filesystem_and_path(target)
         sidecar = {
-            "original_path": str(path),
+            "original_path": uri,
             "reason": reason,
             "sha256": sha256,
-            "size_bytes": path.stat().st_size,
+            "size_bytes": info.size,
             "quarantined_at": dt.datetime.now(dt.timezone.utc).isoformat(),
             "run_id": run_id,
         }
-        sidecar_path = target.with_name(target.name + SIDECAR_SUFFIX)
-        temp_sidecar = sidecar_path.with_name(f".{sidecar_path.name}.tmp")
-        temp_sidecar.write_text(json.dumps(sidecar, indent=2) + "\n")
-        os.replace(temp_sidecar, sidecar_path)
-        os.replace(path, target)
-        return QuarantinedFile(str(path), str(target), reason, sha256)
+        write_bytes(target + SIDECAR_SUFFIX, (json.dumps(sidecar, indent=2) + "\n").encode())
+        if type(target_fs) is type(fs):
+            target_fs.create_dir(posixpath.dirname(target_path), recursive=True)
+            fs.move(path, target_path)
+        else:  # landing and quarantine on different stores: copy, then remove the original
+            write_bytes(target, data if data is not None else read_bytes(uri))
+            fs.delete_file(path)
+        return QuarantinedFile(uri, target, reason, sha256)

@@ -627,9 +627,11 @@ class _ArrowStore(_Store):
     def __init__(self, uri: str) -> None:
         import pyarrow.fs as pafs
 
+        from resources.filesystems import filesystem_and_path
+
         self._uri = uri.rstrip("/")
         self.fs: pafs.FileSystem
-        self.fs, self.root = pafs.FileSystem.from_uri(self._uri)
+        self.fs, self.root = filesystem_and_path(self._uri)
 
     def _path(self, path: str) -> str:
         return posixpath.join(self.root, path) if path else self.root

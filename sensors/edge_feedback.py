@@ -1,7 +1,7 @@
 """The edge-feedback sensor: turns each new feedback upload in the landing zone into one partitioned run.
 
-Each tick lists `landing/edge_feedback/` with the cursor-based scan (`sensors.landing_scan`), so files
-seen on earlier ticks cost nothing. A new upload must be named `<batch_id>.parquet` and conform to the
+Each tick lists the recent day prefixes of `landing/edge_feedback/` (a directory or an S3 prefix) with
+the cursor-based scan (`sensors.landing_scan`), so uploads seen on earlier ticks cost nothing. A new upload must be keyed `date=<upload day>/<batch_id>.parquet` and conform to the
 feedback contract; then its batch id becomes a dynamic partition (added once) and it gets a run
 request whose run key is the batch id plus the file's content hash. The daemon never launches two runs
 with the same run key, so the same bytes seen again (a replayed cursor, an identical re-upload) do not
@@ -12,12 +12,12 @@ same partition. An upload that is not readable or breaks the contract goes to
 
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import dagster as dg
 
-from resources.landing_zone import LandingZoneResource, file_sha256, read_upload
+from resources.landing_zone import LandingZoneResource, read_upload
+from resources.upload_listing import ListedUpload, UploadLister
 from sensors.landing_scan import scan_new_uploads
 
 if TYPE_CHECKING:  # what `dg.define_asset_job` returns; Dagster does not export the class itself
@@ -25,10 +25,11 @@ if TYPE_CHECKING:  # what `dg.define_asset_job` returns; Dagster does not export
 
 SENSOR_NAME = "edge_feedback_sensor"
 FEEDBACK_FILE_TAG = "fleetml/feedback_file"
-"""Path of the upload relative to the landing root, e.g. `edge_feedback/<batch_id>.parquet`."""
+"""Key of the upload relative to the landing root, e.g. `edge_feedback/date=YYYY-MM-DD/<batch_id>.parquet`."""
 FEEDBACK_SHA256_TAG = "fleetml/feedback_sha256"
 """sha256 of the upload the run was requested for: the run should refuse a file that no longer matches."""
 TRIGGER_TAG = "fleetml/trigger"
+OUTSIDE_DAY_PREFIX = "upload outside a date=YYYY-MM-DD/ prefix: the uploader must key uploads by their UTC upload day"
 
 
 @dataclass(frozen=True)
@@ -50,36 +51,32 @@ class UploadReplaced(Exception):
     """The upload was replaced while it was read; the scan reports the newer version on the next tick."""
 
 
-def _version(path: Path) -> tuple[int, int]:
-    stat = path.stat()
-    return stat.st_ino, stat.st_ctime_ns
-
-
-def check_feedback_upload(path: Path, landing_root: Path) -> FeedbackUpload:
-    """Name and contract checks for one upload, and its content hash.
+def check_feedback_upload(listed: ListedUpload, lister: UploadLister, uri: str, source: str) -> FeedbackUpload:
+    """Name and contract checks for one listed upload, and the content hash of the bytes checked.
 
     Raises `ValueError` with a one-line reason when the upload breaks the contract, `UploadReplaced`
-    when a re-upload replaced it meanwhile (its bytes are then no evidence against the new version),
-    and `FileNotFoundError` when it is gone.
+    when a re-upload replaced the listed version meanwhile (its bytes are then no evidence against the
+    new version, which the next tick lists), and `FileNotFoundError` when it is gone.
     """
     # pyarrow (and numpy behind it) loads on the first upload, not with the code location.
     from edge_packaging.feedback_contract import batch_id_of, conform_to_feedback_contract
 
-    version = _version(path)
+    name = listed.key.rsplit("/", 1)[-1]
     try:
-        batch_id = batch_id_of(path.name)
-        upload = read_upload(path, conform_to_feedback_contract)
-        sha256 = file_sha256(path)
+        if "/" not in listed.key:
+            raise ValueError(OUTSIDE_DAY_PREFIX)
+        batch_id = batch_id_of(name)
+        upload = read_upload(uri, conform_to_feedback_contract)
     except ValueError:
-        if _version(path) != version:  # a torn view of a re-upload is not a reason to quarantine it
-            raise UploadReplaced(path.name) from None
+        if lister.current(listed.key) != listed:
+            raise UploadReplaced(listed.key) from None
         raise
-    if _version(path) != version:
-        raise UploadReplaced(path.name)
+    if lister.current(listed.key) != listed:
+        raise UploadReplaced(listed.key)
     return FeedbackUpload(
         batch_id=batch_id,
-        sha256=sha256,
-        relative_path=path.relative_to(landing_root).as_posix(),
+        sha256=upload.sha256,
+        relative_path=f"{source}/{listed.key}",
         rows=upload.table.num_rows,
         extra_columns=upload.extra_columns,
     )
@@ -117,44 +114,44 @@ def build_edge_feedback_sensor(
         context: dg.SensorEvaluationContext, landing_zone: LandingZoneResource
     ) -> dg.SensorResult:
         started = time.monotonic()
-        landing_root = Path(landing_zone.landing_root)
-        directory = Path(landing_root, source)
-        scan = scan_new_uploads(directory, context.cursor, time.time_ns(), max_files_per_tick)
+        lister = landing_zone.lister(source)
+        scan = scan_new_uploads(lister, context.cursor, time.time_ns(), max_files_per_tick)
 
         run_requests: list[dg.RunRequest] = []
         new_partitions: list[str] = []
         quarantined = skipped = handled = accepted_rows = 0
-        for path in scan.new_files:
+        for listed in scan.new_files:
             if handled and time.monotonic() - started > tick_budget_seconds:
-                break  # every tick takes at least one file, so a slow disk still makes progress
+                break  # every tick takes at least one file, so a slow store still makes progress
             handled += 1
+            uri = landing_zone.source_uri(source, listed.key)
             try:
-                upload = check_feedback_upload(path, landing_root)
+                upload = check_feedback_upload(listed, lister, uri, source)
             except (FileNotFoundError, UploadReplaced):
                 skipped += 1  # moved away or replaced since listed: a replacement is a new version
                 continue
             except ValueError as error:
                 reason = str(error)
                 try:
-                    landing_zone.quarantine(path, source, reason)
+                    landing_zone.quarantine(uri, source, reason)
                 except FileNotFoundError:
                     skipped += 1
                     continue
                 except OSError as quarantine_error:
-                    context.log.error(f"could not quarantine {path.name} ({reason}): {quarantine_error}")
+                    context.log.error(f"could not quarantine {listed.key} ({reason}): {quarantine_error}")
                     skipped += 1
                     continue
-                context.log.warning(f"quarantined {path.name}: {reason}")
+                context.log.warning(f"quarantined {listed.key}: {reason}")
                 quarantined += 1
                 continue
             except OSError as error:
-                context.log.error(f"could not read {path.name}, left in place: {error}")
+                context.log.error(f"could not read {listed.key}, left in place: {error}")
                 skipped += 1
                 continue
 
             if upload.extra_columns:  # devices may send fields ahead of the contract: worth knowing
                 dropped = ", ".join(upload.extra_columns)
-                context.log.info(f"{path.name}: columns not in the contract dropped: {dropped}")
+                context.log.info(f"{listed.key}: columns not in the contract dropped: {dropped}")
             accepted_rows += upload.rows
             if upload.batch_id not in new_partitions and not context.instance.has_dynamic_partition(
                 partitions_name, upload.batch_id

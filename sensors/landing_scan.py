@@ -1,89 +1,45 @@
-"""A cursor-based scan of one landing directory: which complete uploads are new since the last tick.
+"""A cursor-based scan of one landing source: which complete uploads are new since the last tick.
 
-Devices write an upload to a dot-prefixed temp name and rename it into place, so a complete upload is
-a `*.parquet` name not starting with ".". Renaming sets the file's ctime (Linux updates ctime on
-rename, and a re-upload of the same name is a new inode with a new ctime), so ctime orders uploads by
-their arrival and is the scan's watermark.
+The store lists each upload with its arrival on the store's own clock (ctime on POSIX, which a rename
+into place sets; LastModified on S3, set by the server) and a version of its bytes (inode; ETag). The
+arrival is the scan's watermark, so the same code serves a directory and an object store.
 
-The cursor is JSON `{"watermark_ns": int, "recent": {name: [ctime_ns, inode]}}`. A listed file is new
-when its ctime is at or above the watermark and `recent` does not hold that exact version (same ctime
-and inode) under its name. Everything below the watermark counts as seen, so the work per tick beyond
-one `os.scandir` (and the stat of each entry it lists) is proportional to the new files only: nothing
-already seen is read, hashed or looked up elsewhere.
+The cursor is JSON `{"watermark_ns": int, "recent": {key: [arrival_ns, version]}}`. A listed upload
+is new when its arrival is at or above the watermark and `recent` does not hold that exact version
+under its key. Everything below the watermark counts as seen, so nothing already processed is read,
+hashed or looked up elsewhere.
 
-A rename that lands while a scan runs may be missed by that scan and still carry a ctime a little
-below files the scan did see (directory order is arbitrary, and the kernel stamps ctime from a coarse
-clock). So the watermark never moves past `scan start - SETTLE_NS`: a file renamed into place before
-that instant was visible to the scan, a later one is above the watermark and found by the next tick.
-Processed files at or above the new watermark stay in `recent` so they are not reported again; the
-set stays small because the watermark follows the settle horizon on every tick, idle ones included.
+Uploads are keyed by their UTC upload day (`date=YYYY-MM-DD/<name>.parquet`), and the scan asks the
+store only for the days from one day before its watermark's day: a tick lists what arrived lately,
+never the history, so it costs O(new + the last day's uploads) however many uploads were processed
+before. The day of the watermark lags the store's clock by at most the settle window, and the extra
+day covers an uploader whose clock is up to a day off. An upload keyed more than a day behind its
+arrival is not seen: the uploader contract forbids it (the upload gateway assigns the day).
 
-Assumes the landing directory's filesystem stamps ctime from a clock within `SETTLE_NS` of this
-host's (true for local disks; for a network filesystem the settle window must cover the clock skew).
+An upload that lands while a scan runs may be missed by that scan and still carry an arrival a little
+below uploads the scan did see (listing order is arbitrary, the kernel stamps ctime from a coarse
+clock, and S3 stamps a multipart upload with its start). So the watermark never moves past `scan start
+- settle window` (the lister's `settle_ns`): an upload complete before that instant was visible to the
+scan, a later one is above the watermark and found by the next tick. Processed uploads at or above the
+new watermark stay in `recent` so they are not reported again; the set stays small because the
+watermark follows the settle horizon on every tick, idle ones included.
 """
 
+import datetime as dt
 import json
-import os
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
-from stat import S_ISREG
-from typing import NamedTuple
 
-SETTLE_NS = 2_000_000_000
-"""How far behind the scan's start the watermark stays, to catch renames that land during a scan."""
+from resources.upload_listing import ListedUpload, UploadLister
 
-UPLOAD_SUFFIX = ".parquet"
-
-
-class ListedFile(NamedTuple):
-    """One complete upload as the directory listing shows it; (ctime_ns, inode) identify its version."""
-
-    name: str
-    ctime_ns: int
-    inode: int
-
-
-def is_complete_upload_name(name: str) -> bool:
-    """Whether `name` is a finished upload rather than a dot-prefixed temp file or another file."""
-    return name.endswith(UPLOAD_SUFFIX) and not name.startswith(".")
-
-
-def list_complete_uploads(directory: Path) -> list[tuple[str, int, int]]:
-    """(name, ctime_ns, inode) of every complete upload directly under `directory`, from one `os.scandir`.
-
-    Only regular files count (a symlink is not an upload). This loop is the whole cost of a tick that
-    finds nothing new, so it stays lean: one `stat` per listed upload, plain tuples.
-    """
-    listed: list[tuple[str, int, int]] = []
-    append = listed.append
-    try:
-        # Listing through a directory descriptor makes each stat resolve the name relative to it
-        # instead of walking the whole path again.
-        directory_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    except (FileNotFoundError, NotADirectoryError):
-        return listed
-    try:
-        with os.scandir(directory_fd) as entries:
-            for entry in entries:
-                name = entry.name
-                if name.startswith(".") or not name.endswith(UPLOAD_SUFFIX):
-                    continue
-                try:
-                    stat = entry.stat(follow_symlinks=False)
-                except FileNotFoundError:  # moved away (quarantined, re-uploaded) since it was listed
-                    continue
-                if S_ISREG(stat.st_mode):
-                    append((name, stat.st_ctime_ns, stat.st_ino))
-    finally:
-        os.close(directory_fd)
-    return listed
+LATENESS = dt.timedelta(days=1)
+"""How far before the watermark's day a scan still lists day prefixes (uploader clock skew)."""
 
 
 @dataclass(frozen=True)
 class _CursorState:
     watermark_ns: int
-    recent: Mapping[str, tuple[int, int]]
+    recent: Mapping[str, tuple[int, str]]
 
     @classmethod
     def parse(cls, cursor_json: str | None) -> "_CursorState":
@@ -92,32 +48,37 @@ class _CursorState:
         try:
             raw = json.loads(cursor_json)
             watermark_ns = int(raw["watermark_ns"])
-            recent = {
-                str(name): (int(version[0]), int(version[1])) for name, version in raw["recent"].items()
-            }
+            recent = {str(key): (int(version[0]), str(version[1])) for key, version in raw["recent"].items()}
         except (ValueError, KeyError, TypeError, IndexError, AttributeError) as error:
             raise ValueError(f"not a landing-scan cursor: {cursor_json[:200]!r}") from error
         return cls(watermark_ns=watermark_ns, recent=recent)
 
     def to_json(self) -> str:
-        recent = {name: [ctime_ns, inode] for name, (ctime_ns, inode) in sorted(self.recent.items())}
+        recent = {key: [arrival_ns, version] for key, (arrival_ns, version) in sorted(self.recent.items())}
         return json.dumps({"watermark_ns": self.watermark_ns, "recent": recent}, separators=(",", ":"))
+
+    def first_day_to_list(self) -> dt.date | None:
+        if self.watermark_ns < 0:
+            return None
+        watermark = dt.datetime.fromtimestamp(self.watermark_ns / 1e9, tz=dt.timezone.utc)
+        return (watermark - LATENESS).date()
 
 
 @dataclass(frozen=True)
 class ScanResult:
     """The new uploads to process this tick (oldest first) and the cursor to store once they are.
 
-    `backlog` counts new uploads left for later ticks because of the limit. When a tick stops early
-    (a time budget), `cursor_after(count)` is the cursor for having processed only the first `count`
-    of `new_files`: the rest are reported again by the next scan.
+    `new_files` are listed uploads, keyed relative to the source (`date=YYYY-MM-DD/<name>.parquet`). `backlog` counts
+    new uploads left for later ticks because of the limit. When a tick stops early (a time budget),
+    `cursor_after(count)` is the cursor for having processed only the first `count` of `new_files`:
+    the rest are reported again by the next scan.
     """
 
-    new_files: list[Path]
+    new_files: list[ListedUpload]
     next_cursor: str
     backlog: int
     _previous: _CursorState = field(repr=False, compare=False)
-    _pending: tuple[ListedFile, ...] = field(repr=False, compare=False)
+    _pending: tuple[ListedUpload, ...] = field(repr=False, compare=False)
     _horizon_ns: int = field(repr=False, compare=False)
 
     def cursor_after(self, count: int) -> str:
@@ -127,55 +88,46 @@ class ScanResult:
 
 
 def _advance(
-    previous: _CursorState, pending: tuple[ListedFile, ...], processed: int, horizon_ns: int
+    previous: _CursorState, pending: tuple[ListedUpload, ...], processed: int, horizon_ns: int
 ) -> _CursorState:
-    """The cursor once the first `processed` of the sorted new files `pending` are done.
+    """The cursor once the first `processed` of the sorted new uploads `pending` are done.
 
-    The watermark may rise to the settle horizon, but not past the oldest new file still unprocessed
+    The watermark may rise to the settle horizon, but not past the oldest new upload still unprocessed
     (it stays new: at the watermark and absent from `recent`), and never falls.
     """
     target = horizon_ns
     if processed < len(pending):
-        target = min(target, pending[processed].ctime_ns)
+        target = min(target, pending[processed].arrival_ns)
     watermark_ns = max(previous.watermark_ns, target)
     recent = dict(previous.recent)
     for listed in pending[:processed]:
-        recent[listed.name] = (listed.ctime_ns, listed.inode)
-    recent = {name: version for name, version in recent.items() if version[0] >= watermark_ns}
+        recent[listed.key] = (listed.arrival_ns, listed.version)
+    recent = {key: version for key, version in recent.items() if version[0] >= watermark_ns}
     return _CursorState(watermark_ns=watermark_ns, recent=recent)
 
 
-def scan_new_uploads(
-    directory: Path,
-    cursor_json: str | None,
-    now_ns: int,
-    limit: int,
-    list_files: Callable[[Path], Iterable[tuple[str, int, int]]] = list_complete_uploads,
-) -> ScanResult:
-    """The complete uploads in `directory` not reported under `cursor_json`, at most `limit` of them.
+def scan_new_uploads(lister: UploadLister, cursor_json: str | None, now_ns: int, limit: int) -> ScanResult:
+    """The complete uploads `lister` lists that `cursor_json` has not reported, at most `limit` of them.
 
-    `now_ns` is the scan's start on the wall clock (`time.time_ns()` taken before listing). Files come
-    sorted by (ctime, name); the returned cursor advances past those returned only, so the others are
-    reported by the next scan. `list_files` lists (name, ctime_ns, inode) of the directory's files
-    (tests pass a simulated directory).
+    `now_ns` is the scan's start on the wall clock (`time.time_ns()` taken before listing). Uploads
+    come sorted by (arrival, key); the returned cursor advances past those returned only, so the
+    others are reported by the next scan.
     """
     if limit < 1:
         raise ValueError(f"limit must be at least 1, got {limit}")
     previous = _CursorState.parse(cursor_json)
     watermark_ns, recent = previous.watermark_ns, previous.recent
-    # Below the watermark means seen; at or above it, seen only as this exact version (ctime, inode).
+    # Below the watermark means seen; at or above it, seen only as this exact version.
     new = [
-        ListedFile(name, ctime_ns, inode)
-        for name, ctime_ns, inode in list_files(directory)
-        if ctime_ns >= watermark_ns
-        and recent.get(name) != (ctime_ns, inode)
-        and is_complete_upload_name(name)
+        listed
+        for listed in lister.list_uploads(previous.first_day_to_list())
+        if listed.arrival_ns >= watermark_ns and recent.get(listed.key) != (listed.arrival_ns, listed.version)
     ]
-    pending = tuple(sorted(new, key=lambda listed: (listed.ctime_ns, listed.name)))
-    horizon_ns = now_ns - SETTLE_NS
+    pending = tuple(sorted(new, key=lambda listed: (listed.arrival_ns, listed.key)))
+    horizon_ns = now_ns - lister.settle_ns
     returned = pending[:limit]
     return ScanResult(
-        new_files=[Path(directory, listed.name) for listed in returned],
+        new_files=list(returned),
         next_cursor=_advance(previous, pending, len(returned), horizon_ns).to_json(),
         backlog=len(pending) - len(returned),
         _previous=previous,

@@ -1,8 +1,9 @@
 """raw_telemetry -> validated_telemetry -> harsh_event/window_features, materialized per partition."""
 
 import datetime as dt
+import io
 import json
-from pathlib import Path
+import sys
 
 import dagster as dg
 import pyarrow as pa
@@ -21,14 +22,32 @@ from assets.validation import (
     validated_telemetry,
 )
 
+from resources.lake import LakeResource
+from resources.landing_zone import SIDECAR_SUFFIX, LandingZoneResource
+from resources.spark import SparkResource, local_spark_config
+
 ASSETS = [raw_telemetry, validated_telemetry, window_features]
 DAY_1, DAY_2 = dt.date(2026, 11, 1), dt.date(2026, 11, 2)
 
 
-def landing_dir(resources: dict, day: dt.date) -> Path:
-    path = Path(resources["landing_zone"].landing_root, "telemetry", f"date={day}")
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+@pytest.fixture
+def platform_resources(store_root) -> dict:
+    """The platform's stores on each kind of store: a temporary folder, then an S3 prefix."""
+    return {
+        "lake": LakeResource(uri=store_root.join("lake")),
+        "landing_zone": LandingZoneResource(
+            landing_root=store_root.join("landing"), quarantine_root=store_root.join("quarantine")
+        ),
+        "pyspark": SparkResource(spark_config=local_spark_config(sys.executable)),
+    }
+
+
+def land(store_root, resources: dict, day: dt.date, name: str, content: pa.Table | bytes) -> str:
+    if isinstance(content, pa.Table):
+        sink = io.BytesIO()
+        pq.write_table(content, sink)
+        content = sink.getvalue()
+    return store_root.write(resources["landing_zone"].source_uri("telemetry", f"date={day}", name), content)
 
 
 def materialize(resources: dict, instance: dg.DagsterInstance, day: dt.date, **kwargs) -> dg.ExecuteInProcessResult:
@@ -44,24 +63,28 @@ def instance() -> dg.DagsterInstance:
     return dg.DagsterInstance.ephemeral()
 
 
-def test_a_day_with_bad_files_and_bad_rows_still_flows_and_loses_nothing(platform_resources, instance):
+def test_a_day_with_bad_files_and_bad_rows_still_flows_and_loses_nothing(platform_resources, instance, store_root):
     res = platform_resources
-    day1 = landing_dir(res, DAY_1)
-    pq.write_table(telemetry_table(60, DAY_1, seed=1, prefix="a"), day1 / "a.parquet")
-    pq.write_table(telemetry_table(40, DAY_1, seed=2, prefix="b"), day1 / "b.parquet")
-    (day1 / "truncated.parquet").write_bytes((day1 / "a.parquet").read_bytes()[:500])
-    pq.write_table(telemetry_table(5, DAY_1, prefix="c").drop_columns(["label"]), day1 / "no-label-column.parquet")
+    a = land(store_root, res, DAY_1, "a.parquet", telemetry_table(60, DAY_1, seed=1, prefix="a"))
+    land(store_root, res, DAY_1, "b.parquet", telemetry_table(40, DAY_1, seed=2, prefix="b"))
+    land(store_root, res, DAY_1, "truncated.parquet", store_root.read(a)[:500])
+    land(store_root, res, DAY_1, "no-label-column.parquet", telemetry_table(5, DAY_1, prefix="c").drop_columns(["label"]))
     with_extra = telemetry_table(10, DAY_1, seed=3, prefix="d").append_column("firmware", pa.array(["9"] * 10))
-    pq.write_table(with_extra, day1 / "extra.parquet")
+    land(store_root, res, DAY_1, "extra.parquet", with_extra)
 
     result = materialize(res, instance, DAY_1)
     assert result.success
 
-    quarantine = Path(res["landing_zone"].quarantine_root, "telemetry", f"date={DAY_1}")
-    reasons = {p.name: json.loads(p.read_text())["reason"] for p in quarantine.glob("*.quarantine.json")}
+    quarantine = store_root.join("quarantine", "telemetry", f"date={DAY_1}")
+    reasons = {
+        name: json.loads(store_root.read(f"{quarantine}/{name}"))["reason"]
+        for name in store_root.names(quarantine)
+        if name.endswith(SIDECAR_SUFFIX)
+    }
     assert reasons["truncated.parquet.quarantine.json"].startswith("unreadable Parquet")
     assert reasons["no-label-column.parquet.quarantine.json"] == "schema: missing column(s) label"
-    assert sorted(p.name for p in day1.iterdir()) == ["a.parquet", "b.parquet", "extra.parquet"]
+    landing = res["landing_zone"].source_uri("telemetry", f"date={DAY_1}")
+    assert store_root.names(landing) == ["a.parquet", "b.parquet", "extra.parquet"]
 
     raw = rows(res, raw_telemetry.key, DAY_1)
     assert raw.num_rows == 110
@@ -79,10 +102,10 @@ def test_a_day_with_bad_files_and_bad_rows_still_flows_and_loses_nothing(platfor
     assert rows(res, WINDOW_FEATURES_KEY, DAY_1).num_rows == 110
 
 
-def test_bad_rows_are_quarantined_with_reasons_and_reuploads_are_caught(platform_resources, instance):
+def test_bad_rows_are_quarantined_with_reasons_and_reuploads_are_caught(platform_resources, instance, store_root):
     res = platform_resources
     day1_table = telemetry_table(100, DAY_1, seed=1, prefix="a")
-    pq.write_table(day1_table, landing_dir(res, DAY_1) / "a.parquet")
+    land(store_root, res, DAY_1, "a.parquet", day1_table)
     assert materialize(res, instance, DAY_1).success
 
     day2 = telemetry_table(100, DAY_2, seed=2, prefix="b").to_pylist()
@@ -91,7 +114,7 @@ def test_bad_rows_are_quarantined_with_reasons_and_reuploads_are_caught(platform
     reupload = day1_table.slice(0, 1).to_pylist()[0]
     reupload["ts"] = day2[5]["ts"]
     day2.append(reupload)
-    pq.write_table(pa.Table.from_pylist(day2, schema=day1_table.schema), landing_dir(res, DAY_2) / "b.parquet")
+    land(store_root, res, DAY_2, "b.parquet", pa.Table.from_pylist(day2, schema=day1_table.schema))
 
     result = materialize(res, instance, DAY_2)
     assert result.success
@@ -108,13 +131,13 @@ def test_bad_rows_are_quarantined_with_reasons_and_reuploads_are_caught(platform
     assert checks[NULL_RATE_CHECK].passed
 
 
-def test_a_day_over_the_quarantine_limit_is_blocked_before_features(platform_resources, instance):
+def test_a_day_over_the_quarantine_limit_is_blocked_before_features(platform_resources, instance, store_root):
     res = platform_resources
     table = telemetry_table(50, DAY_1, seed=5)
     speeds = table.column("speed_kph").to_numpy().copy()
     speeds[:10] = -40.0  # 20% of rows break the speed range
     table = table.set_column(6, "speed_kph", pa.array(speeds))
-    pq.write_table(table, landing_dir(res, DAY_1) / "a.parquet")
+    land(store_root, res, DAY_1, "a.parquet", table)
 
     result = materialize(res, instance, DAY_1, raise_on_error=False)
     checks = {e.check_name: e for e in result.get_asset_check_evaluations()}

@@ -119,7 +119,7 @@ def run_fleet_sim(*args: str) -> subprocess.CompletedProcess:
 def test_feedback_is_one_conforming_batch_per_hardware_revision_and_day(deployment, bundle_path):
     landing, summary = deployment
     bundle_sha256 = hashlib.sha256(bundle_path.read_bytes()).hexdigest()
-    files = sorted((landing / "edge_feedback").glob("*.parquet"))
+    files = sorted((landing / "edge_feedback").glob("date=*/*.parquet"))
     assert files == sorted(summary.feedback_files)
     fleet = build_fleet(DEVICES, SEED)
     revisions = {device.hardware_rev for device in fleet}
@@ -262,7 +262,7 @@ def test_cli_deploy_continues_after_the_latest_telemetry_day_with_the_home_dev_k
     assert "2026-11-06..2026-11-07" in summary and "vg-r5=1" in summary and "reviewed" in summary
     days = sorted(path.name for path in (home / "landing" / "telemetry").iterdir())
     assert days == ["date=2026-11-03", "date=2026-11-05", "date=2026-11-06", "date=2026-11-07"]
-    batches = [batch_id_of(path.name) for path in (home / "landing" / "edge_feedback").iterdir()]
+    batches = [batch_id_of(path.name) for path in (home / "landing" / "edge_feedback").glob("date=*/*.parquet")]
     assert {batch.split("-")[3] for batch in batches} == {"20261106", "20261107"}  # fb-vg-rN-YYYYMMDD-sha
 
     evaluated = run_fleet_sim("evaluate", "--day", "2026-12-01", "--scenario", "winter", *args)

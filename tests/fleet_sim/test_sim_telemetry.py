@@ -111,11 +111,13 @@ def test_writes_leave_no_temp_files(tmp_path):
 
 
 def test_a_failed_write_leaves_neither_the_upload_nor_its_temp_file(tmp_path, monkeypatch):
-    def write_half_then_fail(table, where, **options):
-        Path(where).write_bytes(b"PAR1 half an upload")
+    write_bytes = Path.write_bytes
+
+    def write_half_then_fail(self, data):
+        write_bytes(self, data[:20])
         raise OSError("disk full")
 
-    monkeypatch.setattr(landing.pq, "write_table", write_half_then_fail)
+    monkeypatch.setattr(landing.Path, "write_bytes", write_half_then_fail)
     device = build_device(0, seed=1)
     path = upload_path(tmp_path / "telemetry", device, START)
     table = simulate_device_day(device, START, device_day_rng(1, device, START)).table

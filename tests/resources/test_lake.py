@@ -3,23 +3,40 @@ import datetime as dt
 import pytest
 from telemetry_factory import telemetry_table
 
+from resources.filesystems import atomic_object, filesystem_and_path
 from resources.lake import LakeResource
 
 
-def test_write_then_read_round_trips_and_replaces_whole(tmp_path):
-    lake = LakeResource(uri=str(tmp_path / "lake"))
+def test_write_then_read_round_trips_and_replaces_whole(store_root):
+    lake = LakeResource(uri=store_root.join("lake"))
     table = telemetry_table(4, dt.date(2026, 11, 1))
     stored = lake.write_table(["harsh_event", "x"], "2026-11-01", table)
     assert stored.rows == 4 and stored.size_bytes > 0
+    assert stored.uri == store_root.join("lake", "harsh_event", "x", "2026-11-01.parquet")
     assert lake.read_table(["harsh_event", "x"], "2026-11-01").equals(table)
     lake.write_table(["harsh_event", "x"], "2026-11-01", table.slice(0, 2))
     assert lake.read_table(["harsh_event", "x"], "2026-11-01").num_rows == 2
     assert lake.stored_partitions(["harsh_event", "x"]) == ["2026-11-01"]
-    assert not [p for p in (tmp_path / "lake" / "harsh_event" / "x").iterdir() if p.name.startswith(".")]
+    assert store_root.names(store_root.join("lake", "harsh_event", "x")) == ["2026-11-01.parquet"]
 
 
-def test_reading_a_partition_never_written_names_what_to_materialize(tmp_path):
-    lake = LakeResource(uri=str(tmp_path / "lake"))
+def test_reading_a_partition_never_written_names_what_to_materialize(store_root):
+    lake = LakeResource(uri=store_root.join("lake"))
     with pytest.raises(FileNotFoundError, match="materialize it first"):
         lake.read_table(["raw_telemetry"], "2026-11-01")
     assert lake.stored_partitions(["raw_telemetry"]) == []
+
+
+def test_a_writer_that_fails_midway_leaves_the_old_object_whole_and_no_partial_one(store_root):
+    target = store_root.join("objects", "report.json")
+    store_root.write(target, b"old version")
+    fs, path = filesystem_and_path(target)
+
+    with pytest.raises(RuntimeError, match="writer died"):
+        with atomic_object(fs, path) as temp_path, fs.open_output_stream(temp_path) as stream:
+            stream.write(b"new vers")
+            raise RuntimeError("writer died")
+
+    assert store_root.read(target) == b"old version"
+    assert store_root.names(store_root.join("objects")) == ["report.json"]
+

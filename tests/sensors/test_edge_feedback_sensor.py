@@ -1,7 +1,9 @@
+import datetime as dt
 import hashlib
 import io
 import json
-from pathlib import Path
+import posixpath
+import time
 
 import dagster as dg
 import pyarrow as pa
@@ -13,10 +15,12 @@ from resources.landing_zone import SIDECAR_SUFFIX, LandingZoneResource
 from sensors.edge_feedback import (
     FEEDBACK_FILE_TAG,
     FEEDBACK_SHA256_TAG,
+    OUTSIDE_DAY_PREFIX,
     SENSOR_NAME,
     TRIGGER_TAG,
     build_edge_feedback_sensor,
 )
+from sensors.landing_scan import scan_new_uploads
 
 feedback_batches = dg.DynamicPartitionsDefinition(name="edge_feedback_batches")
 
@@ -84,7 +88,7 @@ def test_the_sensor_is_named_running_and_loads_with_its_job_and_resource(landing
     assert defs.resolve_sensor_def(SENSOR_NAME).job_name == "edge_feedback_job"
 
 
-def test_first_tick_registers_partitions_and_requests_one_run_per_file(daemon, upload_feedback, landing_zone):
+def test_first_tick_registers_partitions_and_requests_one_run_per_file(daemon, upload_feedback, landing_zone, store_root, upload_day):
     paths = [upload_feedback(f"batch-{i}.parquet", feedback_table(seed=i)) for i in range(3)]
 
     result = daemon.tick()
@@ -96,10 +100,10 @@ def test_first_tick_registers_partitions_and_requests_one_run_per_file(daemon, u
         request = by_partition[f"batch-{i}"]
         sha256 = request.tags[FEEDBACK_SHA256_TAG]
         assert request.run_key == f"batch-{i}:{sha256[:16]}"
-        assert request.tags[FEEDBACK_FILE_TAG] == f"edge_feedback/batch-{i}.parquet"
-        assert Path(landing_zone.landing_root, request.tags[FEEDBACK_FILE_TAG]) == path
+        assert request.tags[FEEDBACK_FILE_TAG] == f"edge_feedback/date={upload_day}/batch-{i}.parquet"
+        assert posixpath.join(landing_zone.landing_root, request.tags[FEEDBACK_FILE_TAG]) == path
         assert request.tags[TRIGGER_TAG] == SENSOR_NAME
-        assert sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+        assert sha256 == hashlib.sha256(store_root.read(path)).hexdigest()
 
 
 def test_second_tick_and_a_restart_with_the_stored_cursor_request_nothing(daemon, upload_feedback):
@@ -127,10 +131,10 @@ def test_a_file_written_after_a_tick_is_picked_up_by_the_next(daemon, upload_fee
     assert added_partitions(second) == ["batch-b"]
 
 
-def test_an_identical_re_upload_gives_no_new_run_key(daemon, upload_feedback):
+def test_an_identical_re_upload_gives_no_new_run_key(daemon, upload_feedback, store_root):
     path = upload_feedback("batch-a.parquet", feedback_table(seed=1))
     first = daemon.tick()
-    original_bytes = path.read_bytes()
+    original_bytes = store_root.read(path)
 
     upload_feedback("batch-a.parquet", original_bytes)  # a device retrying the same upload
     second = daemon.tick()
@@ -191,7 +195,9 @@ BAD_UPLOADS = {
 }
 
 
-def test_each_bad_upload_is_quarantined_with_its_reason_and_the_good_ones_still_run(daemon, upload_feedback, landing_zone):
+def test_each_bad_upload_is_quarantined_with_its_reason_and_the_good_ones_still_run(
+    daemon, upload_feedback, landing_zone, store_root, upload_day
+):
     good = [upload_feedback(f"good-{i}.parquet", feedback_table(seed=i)) for i in range(2)]
     for name, (content, _) in BAD_UPLOADS.items():
         upload_feedback(name, content())
@@ -201,17 +207,19 @@ def test_each_bad_upload_is_quarantined_with_its_reason_and_the_good_ones_still_
 
     assert sorted(request.partition_key for request in result.run_requests) == ["good-0", "good-1"]
     assert sorted(added_partitions(result)) == ["good-0", "good-1"]
-    assert all(path.exists() for path in good) and unrelated.exists()
-    quarantine = Path(landing_zone.quarantine_root, FEEDBACK_SOURCE)
+    assert all(store_root.exists(path) for path in good) and store_root.exists(unrelated)
+    quarantine = store_root.join("quarantine", FEEDBACK_SOURCE, f"date={upload_day}")
     for name, (_, reason) in BAD_UPLOADS.items():
-        assert not Path(landing_zone.landing_root, FEEDBACK_SOURCE, name).exists(), name
-        assert (quarantine / name).exists(), name
-        sidecar = json.loads((quarantine / f"{name}{SIDECAR_SUFFIX}").read_text())
+        assert not store_root.exists(landing_zone.source_uri(FEEDBACK_SOURCE, f"date={upload_day}", name)), name
+        assert store_root.exists(f"{quarantine}/{name}"), name
+        sidecar = json.loads(store_root.read(f"{quarantine}/{name}{SIDECAR_SUFFIX}"))
         assert reason in sidecar["reason"], (name, sidecar["reason"])
     assert daemon.tick().run_requests == []
 
 
-def test_more_new_files_than_the_tick_limit_are_spread_over_ticks_and_none_is_lost(landing_zone, upload_feedback):
+def test_more_new_files_than_the_tick_limit_are_spread_over_ticks_and_none_is_lost(
+    landing_zone, upload_feedback, store_root, upload_day
+):
     daemon = Daemon(build_edge_feedback_sensor(feedback_job, feedback_batches, max_files_per_tick=3), landing_zone)
     for i in range(10):
         upload_feedback(f"batch-{i:02d}.parquet", feedback_table(seed=i))
@@ -225,7 +233,7 @@ def test_more_new_files_than_the_tick_limit_are_spread_over_ticks_and_none_is_lo
     requested = [key for keys in per_tick for key in keys]
     assert requested == [f"batch-{i:02d}" for i in range(10)]  # each exactly once, oldest first
     assert sorted(daemon.instance.get_dynamic_partitions(feedback_batches.name)) == sorted(requested)
-    assert Path(landing_zone.quarantine_root, FEEDBACK_SOURCE, "broken.parquet").exists()
+    assert store_root.exists(store_root.join("quarantine", FEEDBACK_SOURCE, f"date={upload_day}", "broken.parquet"))
 
 
 def test_a_tick_out_of_time_still_takes_one_file_and_leaves_the_rest_for_later(landing_zone, upload_feedback):
@@ -238,46 +246,84 @@ def test_a_tick_out_of_time_still_takes_one_file_and_leaves_the_rest_for_later(l
     assert per_tick == [["batch-0"], ["batch-1"], ["batch-2"], []]
 
 
-def test_a_file_that_vanishes_before_it_is_read_is_skipped_not_quarantined(daemon, upload_feedback, landing_zone, monkeypatch):
+def test_a_file_that_vanishes_before_it_is_read_is_skipped_not_quarantined(
+    daemon, upload_feedback, landing_zone, store_root, monkeypatch
+):
     import sensors.edge_feedback as edge_feedback
 
     upload_feedback("batch-a.parquet", feedback_table(seed=1))
     upload_feedback("batch-b.parquet", feedback_table(seed=2))
     real_check = edge_feedback.check_feedback_upload
 
-    def vanish_a_first(path: Path, landing_root: Path):
-        if path.name == "batch-a.parquet":
-            path.unlink()
-        return real_check(path, landing_root)
+    def vanish_a_first(listed, lister, uri: str, source: str):
+        if uri.endswith("/batch-a.parquet"):
+            store_root.delete(uri)
+        return real_check(listed, lister, uri, source)
 
     monkeypatch.setattr(edge_feedback, "check_feedback_upload", vanish_a_first)
     result = daemon.tick()
 
     assert [request.partition_key for request in result.run_requests] == ["batch-b"]
-    assert not Path(landing_zone.quarantine_root, FEEDBACK_SOURCE, "batch-a.parquet").exists()
+    assert not store_root.exists(store_root.join("quarantine"))
 
 
-def test_an_upload_replaced_while_it_is_read_waits_for_its_new_version(daemon, upload_feedback, landing_zone, monkeypatch):
+def test_an_upload_replaced_while_it_is_read_waits_for_its_new_version(
+    daemon, upload_feedback, landing_zone, store_root, monkeypatch
+):
     import sensors.edge_feedback as edge_feedback
 
     upload_feedback("batch-a.parquet", feedback_table(seed=1))
     real_read = edge_feedback.read_upload
     replaced = []
 
-    def read_while_the_device_re_uploads(path: Path, conform):
+    def read_while_the_device_re_uploads(uri: str, conform):
         if not replaced:
-            replaced.append(upload_feedback(path.name, feedback_table(rows=5, seed=2)))
-        return real_read(path, conform)
+            replaced.append(upload_feedback(posixpath.basename(uri), feedback_table(rows=5, seed=2)))
+        return real_read(uri, conform)
 
     monkeypatch.setattr(edge_feedback, "read_upload", read_while_the_device_re_uploads)
     first = daemon.tick()
     second = daemon.tick()
 
     assert first.run_requests == []
-    assert not Path(landing_zone.quarantine_root, FEEDBACK_SOURCE).exists()
+    assert not store_root.exists(store_root.join("quarantine"))
     (request,) = second.run_requests
     assert request.partition_key == "batch-a"
-    assert request.tags[FEEDBACK_SHA256_TAG] == hashlib.sha256(replaced[0].read_bytes()).hexdigest()
+    assert request.tags[FEEDBACK_SHA256_TAG] == hashlib.sha256(store_root.read(replaced[0])).hexdigest()
+
+
+def test_an_upload_outside_a_day_prefix_is_quarantined_not_left_unseen(daemon, upload_feedback, landing_zone, store_root):
+    upload_feedback("batch-a.parquet", feedback_table(seed=1))
+    loose = store_root.write(landing_zone.source_uri(FEEDBACK_SOURCE, "batch-b.parquet"), _parquet_bytes(feedback_table(seed=2)))
+
+    result = daemon.tick()
+
+    assert [request.partition_key for request in result.run_requests] == ["batch-a"]
+    assert not store_root.exists(loose)
+    sidecar = json.loads(store_root.read(store_root.join("quarantine", FEEDBACK_SOURCE, f"batch-b.parquet{SIDECAR_SUFFIX}")))
+    assert sidecar["reason"] == OUTSIDE_DAY_PREFIX
+
+
+def test_a_tick_lists_only_the_latest_days_not_the_history(landing_zone, store_root, upload_day, monkeypatch):
+    old_day = upload_day - dt.timedelta(days=30)
+    for i in range(3):
+        store_root.write(landing_zone.source_uri(FEEDBACK_SOURCE, f"date={old_day}", f"old-{i}.parquet"), b"x")
+    lister = landing_zone.lister(FEEDBACK_SOURCE)
+    listed_days = []
+    real_list_uploads = type(lister).list_uploads
+
+    def recording(self, since_day):
+        listed_days.append(since_day)
+        return real_list_uploads(self, since_day)
+
+    monkeypatch.setattr(type(lister), "list_uploads", recording)
+    cursor = scan_new_uploads(lister, None, time.time_ns(), limit=100)
+    assert len(cursor.new_files) == 3
+    settled = scan_new_uploads(lister, cursor.next_cursor, time.time_ns() + 10**12, limit=100)
+
+    assert listed_days[0] is None and listed_days[1] >= upload_day - dt.timedelta(days=1)
+    assert [listed.key for listed in lister.list_uploads(listed_days[1])] == []
+    assert settled.new_files == []
 
 
 def test_extra_columns_are_accepted_and_the_tick_is_summarised_in_one_line(daemon, upload_feedback, capfd):

@@ -1,5 +1,5 @@
+import datetime as dt
 import json
-import os
 import time
 from pathlib import Path
 
@@ -8,88 +8,106 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from sensors.landing_scan import SETTLE_NS, list_complete_uploads, scan_new_uploads
+from resources.upload_listing import LOCAL_SETTLE_NS as SETTLE_NS
+from resources.upload_listing import ListedUpload, lister_for
+from sensors.landing_scan import scan_new_uploads
 
 SECOND_NS = 1_000_000_000
 FAR_FUTURE_NS = time.time_ns() + 3600 * SECOND_NS  # files written by the test are long settled by then
+TODAY = f"date={dt.datetime.now(dt.timezone.utc).date()}"
 
 
-def land(directory: Path, name: str, data: bytes = b"x") -> Path:
-    """An atomic upload: a dot-prefixed temp file renamed into place."""
-    directory.mkdir(parents=True, exist_ok=True)
-    temp = directory / f".{name}.tmp"
-    temp.write_bytes(data)
-    os.replace(temp, directory / name)
-    return directory / name
+def land(store_root, name: str, data: bytes = b"x", day: str = TODAY) -> str:
+    """A whole upload under today's prefix: renamed into place locally, one PUT on S3."""
+    return store_root.write(store_root.join(day, name), data)
+
+
+class Listing:
+    """A simulated store: lists what it is given, as (name, arrival_ns, version) under today's prefix."""
+
+    settle_ns = SETTLE_NS
+
+    def __init__(self, files):
+        self.files = files
+
+    def list_uploads(self, since_day):
+        return [ListedUpload(f"{TODAY}/{name}", arrival_ns, str(version)) for name, arrival_ns, version in self.files]
 
 
 def names(result) -> list[str]:
-    return [path.name for path in result.new_files]
+    return [listed.key.rsplit("/", 1)[-1] for listed in result.new_files]
 
 
 def cursor_recent(cursor: str) -> dict:
     return json.loads(cursor)["recent"]
 
 
-def test_only_complete_parquet_uploads_count_and_are_listed_oldest_first(tmp_path):
-    land(tmp_path, "b.parquet")
-    land(tmp_path, "a.parquet")
-    (tmp_path / ".c.parquet.1234.tmp").write_bytes(b"half")
-    (tmp_path / ".hidden.parquet").write_bytes(b"x")
-    (tmp_path / "notes.txt").write_bytes(b"x")
-    (tmp_path / "folder.parquet").mkdir()
-    (tmp_path / "link.parquet").symlink_to(tmp_path / "b.parquet")
+def test_only_complete_parquet_uploads_count_and_are_listed_oldest_first(store_root):
+    land(store_root, "b.parquet")
+    land(store_root, "a.parquet")
+    for name in (".c.parquet.1234.tmp", ".hidden.parquet", "notes.txt", "deeper/nested.parquet"):
+        store_root.write(store_root.join(TODAY, name), b"x")
+    store_root.write(store_root.join("date=not-a-day", "lost.parquet"), b"x")
+    if store_root.kind == "local":
+        day = Path(store_root.uri, TODAY)
+        (day / "folder.parquet").mkdir()
+        (day / "link.parquet").symlink_to(day / "b.parquet")
 
-    result = scan_new_uploads(tmp_path, None, time.time_ns(), limit=100)
+    result = scan_new_uploads(lister_for(store_root.uri), None, time.time_ns(), limit=100)
 
     assert sorted(names(result)) == ["a.parquet", "b.parquet"]
-    ctimes = [path.stat().st_ctime_ns for path in result.new_files]
-    assert ctimes == sorted(ctimes)
+    arrivals = [listed.arrival_ns for listed in result.new_files]
+    assert arrivals == sorted(arrivals)
     assert result.backlog == 0
 
 
-def test_a_missing_directory_is_an_empty_scan(tmp_path):
-    result = scan_new_uploads(tmp_path / "nowhere", None, time.time_ns(), limit=10)
+def test_a_missing_directory_is_an_empty_scan(store_root):
+    result = scan_new_uploads(lister_for(store_root.join("nowhere")), None, time.time_ns(), limit=10)
     assert result.new_files == [] and json.loads(result.next_cursor)["recent"] == {}
 
 
-def test_seen_files_are_not_reported_again_but_new_ones_and_re_uploads_are(tmp_path):
-    land(tmp_path, "a.parquet")
-    land(tmp_path, "b.parquet")
-    first = scan_new_uploads(tmp_path, None, time.time_ns(), limit=100)
+def test_seen_files_are_not_reported_again_but_new_ones_and_re_uploads_are(store_root):
+    land(store_root, "a.parquet")
+    land(store_root, "b.parquet")
+    first = scan_new_uploads(lister_for(store_root.uri), None, time.time_ns(), limit=100)
     assert sorted(names(first)) == ["a.parquet", "b.parquet"]
 
-    assert names(scan_new_uploads(tmp_path, first.next_cursor, time.time_ns(), limit=100)) == []
+    assert names(scan_new_uploads(lister_for(store_root.uri), first.next_cursor, time.time_ns(), limit=100)) == []
 
-    land(tmp_path, "c.parquet")
-    land(tmp_path, "a.parquet", b"a second version")  # same name, new inode and ctime
-    third = scan_new_uploads(tmp_path, first.next_cursor, time.time_ns(), limit=100)
+    land(store_root, "c.parquet")
+    land(store_root, "a.parquet", b"a second version")  # same name, new inode and ctime
+    third = scan_new_uploads(lister_for(store_root.uri), first.next_cursor, time.time_ns(), limit=100)
     assert sorted(names(third)) == ["a.parquet", "c.parquet"]
-    assert names(scan_new_uploads(tmp_path, third.next_cursor, time.time_ns(), limit=100)) == []
+    assert names(scan_new_uploads(lister_for(store_root.uri), third.next_cursor, time.time_ns(), limit=100)) == []
 
 
-def test_a_rename_that_lands_during_a_scan_is_found_by_the_next_one(tmp_path):
-    land(tmp_path, "before.parquet")
+def test_a_rename_that_lands_during_a_scan_is_found_by_the_next_one(store_root):
+    land(store_root, "before.parquet")
 
-    def listing_that_misses_a_concurrent_upload(directory: Path):
-        listed = list_complete_uploads(directory)
-        land(directory, "during.parquet")  # renamed into place after the directory was read
-        return listed
+    lister = lister_for(store_root.uri)
 
-    first = scan_new_uploads(tmp_path, None, time.time_ns(), 100, list_files=listing_that_misses_a_concurrent_upload)
+    class ListingThatMissesAConcurrentUpload:
+        settle_ns = lister.settle_ns
+
+        def list_uploads(self, since_day):
+            listed = list(lister.list_uploads(since_day))
+            land(store_root, "during.parquet")  # landed after the listing was read
+            return listed
+
+    first = scan_new_uploads(ListingThatMissesAConcurrentUpload(), None, time.time_ns(), 100)
     assert names(first) == ["before.parquet"]
-    assert names(scan_new_uploads(tmp_path, first.next_cursor, time.time_ns(), 100)) == ["during.parquet"]
+    assert names(scan_new_uploads(lister_for(store_root.uri), first.next_cursor, time.time_ns(), 100)) == ["during.parquet"]
 
 
 def test_a_missed_file_with_a_ctime_below_one_the_scan_saw_is_not_lost():
     # The coarse kernel clock and directory order let a scan see B (ctime t+4 ms) but miss A (ctime t).
     t = 50 * SECOND_NS
-    first = scan_new_uploads(Path("d"), None, t, 10, list_files=lambda _: [("b.parquet", t + 4_000_000, 2)])
+    first = scan_new_uploads(Listing([("b.parquet", t + 4_000_000, 2)]), None, t, 10)
     assert names(first) == ["b.parquet"]
     assert json.loads(first.next_cursor)["watermark_ns"] <= t - SETTLE_NS
 
     both = [("a.parquet", t, 1), ("b.parquet", t + 4_000_000, 2)]
-    second = scan_new_uploads(Path("d"), first.next_cursor, t + SECOND_NS, 10, list_files=lambda _: both)
+    second = scan_new_uploads(Listing(both), first.next_cursor, t + SECOND_NS, 10)
     assert names(second) == ["a.parquet"]
 
 
@@ -98,61 +116,61 @@ def test_files_sharing_a_ctime_beyond_the_limit_wait_for_the_next_scan():
     listed = [(f"f{i}.parquet", t, i) for i in range(5)]
     cursor, seen = None, []
     for _ in range(3):
-        result = scan_new_uploads(Path("d"), cursor, t + 10 * SECOND_NS, 2, list_files=lambda _: listed)
+        result = scan_new_uploads(Listing(listed), cursor, t + 10 * SECOND_NS, 2)
         seen += names(result)
         cursor = result.next_cursor
     assert seen == [f"f{i}.parquet" for i in range(5)]
 
 
-def test_more_new_files_than_the_limit_are_returned_over_several_scans(tmp_path):
+def test_more_new_files_than_the_limit_are_returned_over_several_scans(store_root):
     for i in range(7):
-        land(tmp_path, f"u{i}.parquet")
+        land(store_root, f"u{i}.parquet")
     cursor, batches = None, []
     for _ in range(4):
-        result = scan_new_uploads(tmp_path, cursor, time.time_ns(), limit=3)
+        result = scan_new_uploads(lister_for(store_root.uri), cursor, time.time_ns(), limit=3)
         batches.append(names(result))
         cursor = result.next_cursor
     assert [len(batch) for batch in batches] == [3, 3, 1, 0]
     assert sorted(sum(batches, [])) == [f"u{i}.parquet" for i in range(7)]
 
 
-def test_cursor_after_a_prefix_leaves_the_rest_for_the_next_scan(tmp_path):
+def test_cursor_after_a_prefix_leaves_the_rest_for_the_next_scan(store_root):
     for i in range(4):
-        land(tmp_path, f"u{i}.parquet")
-    result = scan_new_uploads(tmp_path, None, time.time_ns(), limit=10)
+        land(store_root, f"u{i}.parquet")
+    result = scan_new_uploads(lister_for(store_root.uri), None, time.time_ns(), limit=10)
     assert len(result.new_files) == 4
 
-    rest = scan_new_uploads(tmp_path, result.cursor_after(1), time.time_ns(), limit=10)
+    rest = scan_new_uploads(lister_for(store_root.uri), result.cursor_after(1), time.time_ns(), limit=10)
 
     assert rest.new_files == result.new_files[1:]
     with pytest.raises(ValueError):
         result.cursor_after(5)
 
 
-def test_the_cursor_forgets_names_once_they_are_older_than_the_settle_window(tmp_path):
+def test_the_cursor_forgets_names_once_they_are_older_than_the_settle_window(store_root):
     for i in range(50):
-        land(tmp_path, f"u{i}.parquet")
-    fresh = scan_new_uploads(tmp_path, None, time.time_ns(), limit=100)
+        land(store_root, f"u{i}.parquet")
+    fresh = scan_new_uploads(lister_for(store_root.uri), None, time.time_ns(), limit=100)
     assert len(cursor_recent(fresh.next_cursor)) == 50  # just landed: kept by name
 
-    settled = scan_new_uploads(tmp_path, fresh.next_cursor, FAR_FUTURE_NS, limit=100)
+    settled = scan_new_uploads(lister_for(store_root.uri), fresh.next_cursor, FAR_FUTURE_NS, limit=100)
 
     assert settled.new_files == []
     assert cursor_recent(settled.next_cursor) == {}
     assert len(settled.next_cursor) < 60
-    assert names(scan_new_uploads(tmp_path, settled.next_cursor, FAR_FUTURE_NS, limit=100)) == []
+    assert names(scan_new_uploads(lister_for(store_root.uri), settled.next_cursor, FAR_FUTURE_NS, limit=100)) == []
 
 
-def test_a_clock_that_steps_back_does_not_report_seen_files_again(tmp_path):
-    land(tmp_path, "a.parquet")
-    first = scan_new_uploads(tmp_path, None, FAR_FUTURE_NS, limit=10)
-    assert names(scan_new_uploads(tmp_path, first.next_cursor, time.time_ns() - 3600 * SECOND_NS, limit=10)) == []
+def test_a_clock_that_steps_back_does_not_report_seen_files_again(store_root):
+    land(store_root, "a.parquet")
+    first = scan_new_uploads(lister_for(store_root.uri), None, FAR_FUTURE_NS, limit=10)
+    assert names(scan_new_uploads(lister_for(store_root.uri), first.next_cursor, time.time_ns() - 3600 * SECOND_NS, limit=10)) == []
 
 
 @pytest.mark.parametrize("cursor", ["not json", "{}", '{"watermark_ns": 1}', '{"watermark_ns": 1, "recent": {"a": 3}}'])
-def test_a_foreign_cursor_is_refused_rather_than_misread(tmp_path, cursor):
+def test_a_foreign_cursor_is_refused_rather_than_misread(store_root, cursor):
     with pytest.raises(ValueError, match="not a landing-scan cursor"):
-        scan_new_uploads(tmp_path, cursor, time.time_ns(), limit=10)
+        scan_new_uploads(lister_for(store_root.uri), cursor, time.time_ns(), limit=10)
 
 
 GRAIN_NS = 4_000_000
@@ -184,15 +202,10 @@ class LandingDirectoryRace(RuleBasedStateMachine):
         self.next_inode += 1
 
     def _scan(self, listing: dict[str, tuple[int, int]], now_ns: int, limit: int) -> int:
-        result = scan_new_uploads(
-            Path("landing"),
-            self.cursor,
-            now_ns,
-            limit,
-            list_files=lambda _: [(name, ctime, inode) for name, (ctime, inode) in listing.items()],
-        )
-        for path in result.new_files:
-            version = (path.name, *listing[path.name])
+        listed = Listing([(name, ctime, inode) for name, (ctime, inode) in listing.items()])
+        result = scan_new_uploads(listed, self.cursor, now_ns, limit)
+        for name in names(result):
+            version = (name, *listing[name])
             assert version not in self.reported, f"{version} reported twice"
             self.reported.add(version)
         self.cursor = result.next_cursor
