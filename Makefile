@@ -12,7 +12,7 @@ export GX_ANALYTICS_ENABLED := false
 export RAY_AUTH_MODE := disabled
 export PYTHONUNBUFFERED := 1
 
-.PHONY: install demo test dev benchmarks clean
+.PHONY: install demo test dev stack benchmarks clean
 
 install: $(STAMP)
 
@@ -35,10 +35,16 @@ test: install
 dev: install $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
+# The production-like stack on 127.0.0.1 (S3, PostgreSQL, Ray head, Spark standalone) until Ctrl-C.
+stack: install
+	$(BIN)/python -m stack
+
 benchmarks: install
 	$(BIN)/python benchmarks/load_time.py
 	$(BIN)/python benchmarks/features.py
 	$(BIN)/python benchmarks/edge_latency.py
+	$(BIN)/python benchmarks/sensor_tick.py
+	$(BIN)/python benchmarks/stores.py
 
 clean:
 	rm -rf .fleetml .pytest_cache

@@ -3,7 +3,8 @@
 Both call `edge_packaging.features.compute_window_features`, the single definition of the model's
 preprocessing, so they cannot disagree except through float summation order (none: each window is
 computed whole by the same numpy code). The pandas engine runs in-process; the Spark engine runs the
-same function in Python workers through `mapInArrow`, reading the partition straight from the lake.
+same function in Python workers through `mapInArrow`, each worker reading its row groups of the
+partition straight from the lake with pyarrow.
 """
 
 from collections.abc import Iterator
@@ -62,24 +63,60 @@ def compute_features_pandas(validated: "pa.Table", identity_columns: "tuple[str,
     return table.sort_by("event_id")
 
 
-def _features_of_arrow_batches(batches: "Iterator[pa.RecordBatch]") -> "Iterator[pa.RecordBatch]":
-    """Spark engine core, run inside Spark's Python workers."""
+ROW_GROUP_TASK_SCHEMA = "uri string, row_group int"
+FEATURE_INPUT_COLUMNS: tuple[str, ...] = (*IDENTITY_COLUMNS, "speed_kph", "imu")
+
+
+def row_group_tasks(validated_uri: str) -> list[tuple[str, int]]:
+    """One Spark task per Parquet row group of the partition, listed from the file's footer alone."""
+    import pyarrow.parquet as pq
+
+    from resources.filesystems import filesystem_and_path
+
+    fs, path = filesystem_and_path(validated_uri)
+    with fs.open_input_file(path) as file:
+        row_groups = pq.ParquetFile(file).metadata.num_row_groups
+    return [(validated_uri, row_group) for row_group in range(row_groups)]
+
+
+def _features_of_row_groups(tasks: "Iterator[pa.RecordBatch]") -> "Iterator[pa.RecordBatch]":
+    """Spark engine core, run inside Spark's Python workers: read each task's row group with pyarrow
+    and compute its features.
+
+    pyarrow resolves the URI in the worker, with the S3 endpoint and credentials of the executor's
+    environment, so Spark needs no Hadoop S3 connector (not shipped with pyspark) and a local path and
+    `s3://` take the same path through the code.
+    """
     import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from resources.filesystems import filesystem_and_path
 
     schema = feature_schema()
-    for batch in batches:
-        frame = features_of_batch(batch)
-        yield from pa.Table.from_pandas(frame, schema=schema, preserve_index=False).to_batches()
+    for task_batch in tasks:
+        for uri, row_group in zip(task_batch.column("uri").to_pylist(), task_batch.column("row_group").to_pylist()):
+            fs, path = filesystem_and_path(uri)
+            with fs.open_input_file(path) as file:
+                table = pq.ParquetFile(file).read_row_group(row_group, columns=list(FEATURE_INPUT_COLUMNS))
+            for batch in table.to_batches(PANDAS_CHUNK_ROWS):
+                frame = features_of_batch(batch)
+                yield from pa.Table.from_pandas(frame, schema=schema, preserve_index=False).to_batches()
 
 
 def compute_features_spark(spark: Any, validated_uri: str) -> "pa.Table":
-    """Spark engine: the workers read the partition from the lake and compute features in parallel.
+    """Spark engine: the driver lists the partition's row groups; the workers read them and compute
+    features in parallel, one task per row group.
 
     Only the small feature table (41 floats a row) comes back to the driver.
     """
+    import os
+
     from pyspark.sql.pandas.types import from_arrow_schema
 
+    # Executors run in other working directories: a local path must not stay relative.
+    uri = validated_uri if "://" in validated_uri else os.path.abspath(validated_uri)
     schema = feature_schema()
-    frame = spark.read.parquet(validated_uri).select(*IDENTITY_COLUMNS, "speed_kph", "imu")
-    features = frame.mapInArrow(_features_of_arrow_batches, from_arrow_schema(schema))
+    tasks = row_group_tasks(uri)
+    frame = spark.createDataFrame(tasks, ROW_GROUP_TASK_SCHEMA).repartition(max(len(tasks), 1))
+    features = frame.mapInArrow(_features_of_row_groups, from_arrow_schema(schema))
     return features.toArrow().cast(schema).sort_by("event_id")

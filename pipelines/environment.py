@@ -20,9 +20,9 @@ from resources.json_refs import JsonRefIOManager
 from resources.lake import LakeResource
 from resources.landing_zone import LandingZoneResource
 from resources.model_registry import ModelRegistryResource
-from resources.ray_cluster import LocalRayOnDemand
+from resources.ray_cluster import LocalRayOnDemand, RayClusterByAddress
 from resources.signing_keys import SigningKeyResource
-from resources.spark import SparkResource, local_spark_config
+from resources.spark import SparkResource, cluster_spark_config, local_spark_config
 
 Environment = Literal["local", "prod"]
 ENVIRONMENTS: tuple[Environment, ...] = ("local", "prod")
@@ -66,10 +66,13 @@ def _local_resources() -> dict[str, Any]:
 
 
 def _prod_resources() -> dict[str, Any]:
-    from dagster_ray.kuberay import KubeRayCluster
+    """Stores on object storage (URIs from the environment; S3 credentials are the standard AWS
+    variables every S3 client reads), a Ray cluster and a Spark cluster. Checked at load by the preflight."""
+    from pipelines.preflight import check_production_environment
 
+    check_production_environment()
     return {
-        "ray_cluster": KubeRayCluster(),
+        "ray_cluster": _production_ray(),
         "registry": ModelRegistryResource(uri=dg.EnvVar("FLEETML_REGISTRY_URI")),
         "artifacts": ArtifactStoreResource(uri=dg.EnvVar("FLEETML_ARTIFACTS_URI")),
         "signing_key": SigningKeyResource(
@@ -82,15 +85,34 @@ def _prod_resources() -> dict[str, Any]:
             landing_root=dg.EnvVar("FLEETML_LANDING_ROOT"),
             quarantine_root=dg.EnvVar("FLEETML_QUARANTINE_ROOT"),
         ),
-        "pyspark": SparkResource(
-            spark_config={
-                "spark.master": os.environ.get("FLEETML_SPARK_MASTER", "spark://spark-master:7077"),
-                "spark.app.name": "fleetml",
-                "spark.sql.session.timeZone": "UTC",
-                "spark.sql.execution.arrow.pyspark.enabled": "true",
-            }
-        ),
+        "pyspark": SparkResource(spark_config=_production_spark_config()),
     }
+
+
+def _production_ray() -> Any:
+    """A Ray cluster that already runs, by address (`FLEETML_RAY_ADDRESS=ray://head:10001`), or else
+    one KubeRay cluster per run through dagster-ray."""
+    if os.environ.get("FLEETML_RAY_ADDRESS"):
+        return RayClusterByAddress(address=dg.EnvVar("FLEETML_RAY_ADDRESS"))
+    from pipelines.production_ray import kuberay_resource
+
+    return kuberay_resource()
+
+
+def _production_spark_config() -> dict[str, str]:
+    """The Spark cluster at `FLEETML_SPARK_MASTER`: Spark on Kubernetes (`k8s://`) with executors of
+    the fleetml image, or a standalone cluster (`spark://`) whose workers run the same Python."""
+    master = os.environ.get("FLEETML_SPARK_MASTER", "spark://spark-master:7077")
+    if master.startswith("k8s://"):
+        from pipelines.kubernetes import FLEETML_IMAGE
+        from pipelines.production_spark import production_spark_config
+
+        return production_spark_config(master, FLEETML_IMAGE)
+    return cluster_spark_config(
+        master,
+        os.environ.get("FLEETML_SPARK_PYTHON", sys.executable),
+        driver_host=os.environ.get("FLEETML_SPARK_DRIVER_HOST"),
+    )
 
 
 def _alert_webhook() -> Any:
@@ -108,8 +130,14 @@ def resources_for(environment: Environment) -> dict[str, Any]:
 
 
 def executor_for(environment: Environment) -> dg.ExecutorDefinition:
-    """In-process locally (a step costs no re-import); one Kubernetes job per step in production."""
+    """In-process locally (a step costs no re-import); one Kubernetes job per step in production.
+
+    `FLEETML_EXECUTOR=multiprocess` runs production's steps as local processes instead: the one
+    machine stack (`python -m stack`) has every production server but Kubernetes.
+    """
     if environment == "prod":
+        if os.environ.get("FLEETML_EXECUTOR") == "multiprocess":
+            return dg.multiprocess_executor
         from dagster_k8s import k8s_job_executor
 
         return k8s_job_executor

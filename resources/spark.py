@@ -38,17 +38,43 @@ class SparkResource(dg.ConfigurableResource):
         return self._pyspark.spark_session
 
 
-def local_spark_config(python_executable: str) -> dict[str, str]:
-    """A two-core local Spark whose Python workers run the same interpreter as the driver."""
+def _common_spark_config(python_executable: str) -> dict[str, str]:
+    """What every fleetml Spark session sets: UTC, Arrow transfers, and Python workers running the
+    driver's interpreter (the workers import the project's modules)."""
     return {
-        "spark.master": "local[2]",
         "spark.app.name": "fleetml",
-        "spark.ui.enabled": "false",
         "spark.ui.showConsoleProgress": "false",
-        "spark.sql.shuffle.partitions": "4",
         "spark.sql.session.timeZone": "UTC",
-        "spark.driver.memory": "4g",
         "spark.sql.execution.arrow.pyspark.enabled": "true",
         "spark.pyspark.python": python_executable,
         "spark.pyspark.driver.python": python_executable,
     }
+
+
+def local_spark_config(python_executable: str) -> dict[str, str]:
+    """A two-core local Spark whose Python workers run the same interpreter as the driver."""
+    return {
+        **_common_spark_config(python_executable),
+        "spark.master": "local[2]",
+        "spark.ui.enabled": "false",
+        "spark.sql.shuffle.partitions": "4",
+        "spark.driver.memory": "4g",
+    }
+
+
+def cluster_spark_config(
+    master_url: str, python_executable: str, driver_host: str | None = None
+) -> dict[str, str]:
+    """A Spark standalone cluster at `master_url` (`spark://host:port`) with 1 GB executors.
+
+    `driver_host` is the address executors call back on; set it when the machine's default address
+    is not reachable from them (127.0.0.1 for the one-machine stack of `python -m stack`).
+    """
+    config = {
+        **_common_spark_config(python_executable),
+        "spark.master": master_url,
+        "spark.executor.memory": "1g",
+    }
+    if driver_host:
+        config |= {"spark.driver.host": driver_host, "spark.driver.bindAddress": driver_host}
+    return config

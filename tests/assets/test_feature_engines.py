@@ -8,7 +8,7 @@ import pyarrow.parquet as pq
 import pytest
 from telemetry_factory import telemetry_table
 
-from assets.feature_engines import compute_features_pandas, feature_schema
+from assets.feature_engines import compute_features_pandas, feature_schema, row_group_tasks
 from assets.features import WINDOW_FEATURES_KEY, window_features
 from assets.ingestion import raw_telemetry
 from assets.validation import validated_telemetry
@@ -30,6 +30,13 @@ def test_pandas_engine_equals_the_numpy_definition_row_for_row():
 
 def test_pandas_engine_handles_an_empty_partition():
     assert compute_features_pandas(telemetry_table(3, DAY).slice(0, 0)).num_rows == 0
+
+
+def test_the_spark_engine_gets_one_task_per_row_group(tmp_path):
+    """The workers read row groups themselves: the driver lists them from the footer."""
+    path = tmp_path / "validated.parquet"
+    pq.write_table(telemetry_table(50, DAY, seed=3), path, row_group_size=20)
+    assert row_group_tasks(str(path)) == [(str(path), 0), (str(path), 1), (str(path), 2)]
 
 
 @pytest.mark.slow
