@@ -7,6 +7,7 @@ import dagster as dg
 
 from assets.partitions import daily_telemetry_partitions
 from assets.validation import VALIDATED_KEY
+from pipelines.kubernetes import K8S_SPARK_STEP
 from resources.lake import LakeResource
 from resources.spark import SparkResource
 
@@ -29,6 +30,7 @@ class FeatureEngineConfig(dg.Config):
     automation_condition=(
         dg.AutomationCondition.eager() & dg.AutomationCondition.all_deps_blocking_checks_passed()
     ).with_label("eager once validation gates pass"),
+    op_tags=K8S_SPARK_STEP,
 )
 def window_features(
     context: dg.AssetExecutionContext,

@@ -5,6 +5,7 @@ import dagster as dg
 from assets.feedback import EDGE_FEEDBACK_KEY
 from assets.model_spec import ModelSpec
 from assets.partitions import feedback_batches
+from pipelines.kubernetes import K8S_BATCH_STEP
 from resources.artifact_store import ArtifactStoreResource
 from resources.lake import LakeResource
 
@@ -35,6 +36,7 @@ def build_monitoring_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
         group_name=spec.name,
         kinds={"evidently"},
         code_version="1",
+        op_tags=K8S_BATCH_STEP,
     )
     def drift_report(
         context: dg.AssetExecutionContext,
@@ -46,12 +48,12 @@ def build_monitoring_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
         """evidently's data-drift preset on the model's features of this batch against the training
         reference (a seeded sample of the train split), with the method, per-feature threshold and
         drifted-share threshold fixed in config. The HTML report is stored and linked."""
-        import pyarrow.parquet as pq
+        from resources.filesystems import read_parquet
 
         from assets.drift_metrics import measure_drift
 
         features = list(spec.feature_names)
-        reference = pq.read_table(training_dataset["uri"], columns=[*features, "split"]).to_pandas()
+        reference = read_parquet(training_dataset["uri"], columns=[*features, "split"]).to_pandas()
         reference = reference[reference["split"] == "train"][features]
         reference = reference.sample(n=min(REFERENCE_ROWS, len(reference)), random_state=0)
         current = lake.read_table(features_key.path, context.partition_key).to_pandas()

@@ -8,6 +8,7 @@ import dagster as dg
 from assets.feedback import EDGE_FEEDBACK_KEY
 from assets.model_spec import ModelSpec
 from assets.validation import VALIDATED_KEY
+from pipelines.kubernetes import K8S_BATCH_STEP, K8S_TRAINING_STEP
 from resources.lake import LakeResource
 from resources.model_registry import ModelRegistryResource
 
@@ -47,6 +48,7 @@ def build_training_assets(spec: ModelSpec, features_key: dg.AssetKey) -> list[dg
         kinds={"pandas", "parquet"},
         code_version="1",
         io_manager_key="ref_io_manager",
+        op_tags=K8S_BATCH_STEP,
     )
     def training_dataset(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Output[dict]:
         """Every validated day with its features and review labels (unlabelled rows excluded and
@@ -113,6 +115,7 @@ def build_training_assets(spec: ModelSpec, features_key: dg.AssetKey) -> list[dg
         code_version="1",
         io_manager_key="ref_io_manager",
         ins={"training_dataset": dg.AssetIn(dataset_key)},
+        op_tags=K8S_TRAINING_STEP,
     )
     def candidate_model(
         context: dg.AssetExecutionContext,
@@ -125,11 +128,11 @@ def build_training_assets(spec: ModelSpec, features_key: dg.AssetKey) -> list[dg
         """A gradient-boosted tree classifier on the window features: a hyperparameter sweep runs on
         Ray (one task per configuration) and the best by validation macro-F1 is registered,
         content-addressed, as the `challenger`."""
-        import pyarrow.parquet as pq
+        from resources.filesystems import read_parquet
 
         from assets.training_sweep import best_of, parameter_grid, run_sweep_on_ray
 
-        frame = pq.read_table(training_dataset["uri"]).to_pandas()
+        frame = read_parquet(training_dataset["uri"]).to_pandas()
         features = list(spec.feature_names)
         train, validation = frame[frame["split"] == "train"], frame[frame["split"] == "validation"]
         arrays = (
