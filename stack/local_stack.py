@@ -135,7 +135,7 @@ class LocalStack:
             service = self.started.pop()
             try:
                 service.stop()
-            except Exception as error:  # keep stopping the rest; report them all below
+            except Exception as error:  # noqa: BLE001 - keep stopping the rest; all are reported below
                 errors.append(error)
         if self._previous_sigterm is not None and threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, self._previous_sigterm)
@@ -158,6 +158,8 @@ class LocalStack:
             **self.spark.environment(),
             **stores,
             "FLEETML_ENV": "prod",
+            # Every production server is here but Kubernetes: steps run as local processes instead.
+            "FLEETML_EXECUTOR": "multiprocess",
             "DAGSTER_HOME": str(self.dagster_home),
         }
 

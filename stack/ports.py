@@ -66,7 +66,7 @@ def wait_until(
             raise RuntimeError(f"{what} failed to start: {failure}") from last_error
         try:
             return probe()
-        except Exception as error:  # the probe's failure is the signal to keep waiting
+        except Exception as error:  # noqa: BLE001 - a failing probe means: not ready yet
             last_error = error
         if time.monotonic() >= deadline:
             raise TimeoutError(

@@ -158,7 +158,8 @@ class SparkStandalone:
         return [pid for server in (self._master, self._worker) if server for pid in server.members()]
 
     def environment(self) -> dict[str, str]:
-        return {"FLEETML_SPARK_MASTER": self.master_url}
+        # Executors call the driver back; the stack listens on 127.0.0.1 only.
+        return {"FLEETML_SPARK_MASTER": self.master_url, "FLEETML_SPARK_DRIVER_HOST": HOST}
 
     def __enter__(self) -> Self:
         return self.start()
