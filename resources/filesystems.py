@@ -26,7 +26,15 @@ if TYPE_CHECKING:
     import pyarrow.fs as pafs
 
 CREDENTIAL_VARIABLES = "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY"
-_REFUSED_MARKERS = ("SignatureDoesNotMatch", "InvalidAccessKeyId", "AccessDenied", "Forbidden", "403")
+_REFUSED_MARKERS = (
+    "SignatureDoesNotMatch",
+    "does not match the signature",
+    "InvalidAccessKeyId",
+    "AccessDenied",
+    "Access Denied",
+    "Forbidden",
+    "403",
+)
 
 
 class StorageAccessError(OSError):
