@@ -50,7 +50,14 @@ class RayClusterByAddress(dg.ConfigurableResource):
         parts = urlsplit(self.address)
         if parts.scheme != "ray" or not parts.hostname or not parts.port:
             raise ValueError(f"RayClusterByAddress needs a ray://host:port address, got {self.address!r}")
+        import ray
         from dagster_ray import Lifecycle
+
+        if ray.is_initialized():
+            # A Ray Client connection made while this process already holds a Ray runtime (a local one
+            # left by an earlier step or test) would send every task to that runtime, not the cluster.
+            context.log.warning("shutting down this process's existing Ray runtime before connecting")
+            ray.shutdown()
 
         cluster = _existing_ray_cluster_class()(
             cluster_host=parts.hostname,

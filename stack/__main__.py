@@ -12,14 +12,16 @@ import sys
 import time
 from pathlib import Path
 
-from stack.local_stack import LocalStack
+from stack.local_stack import LocalStack, exit_on_signal
 
 
 def main() -> int:
     directory = Path(os.environ.get("FLEETML_HOME", ".fleetml")).resolve() / "stack"
     directory.mkdir(parents=True, exist_ok=True)
-    # Started from a background shell, SIGINT may arrive ignored; Ctrl-C must still stop the stack.
+    # Started from a background shell (or a process that ignores them), SIGINT and SIGTERM may arrive
+    # ignored, and an ignored SIGTERM would leave every server running: this command owns both.
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, exit_on_signal)
     print(f"starting the stack under {directory} ...", file=sys.stderr, flush=True)
     started = time.perf_counter()
     stack = LocalStack(directory)

@@ -126,7 +126,7 @@ class LocalStack:
         if threading.current_thread() is not threading.main_thread():
             return
         if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
-            self._previous_sigterm = signal.signal(signal.SIGTERM, _exit_on_signal)
+            self._previous_sigterm = signal.signal(signal.SIGTERM, exit_on_signal)
 
     def stop(self) -> None:
         """Reverse order of start; every service is stopped even when another fails to."""
@@ -170,5 +170,6 @@ class LocalStack:
         self.stop()
 
 
-def _exit_on_signal(signum: int, _frame: FrameType | None) -> None:
+def exit_on_signal(signum: int, _frame: FrameType | None) -> None:
+    """A signal handler that unwinds like `sys.exit`, so `finally` blocks stop the servers."""
     raise SystemExit(128 + signum)

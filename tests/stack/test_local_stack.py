@@ -72,7 +72,9 @@ def test_dagster_keeps_runs_and_events_in_postgres(
 
 
 def test_python_m_stack_prints_exports_and_stops_everything_on_sigterm(tmp_path: Path):
-    """The `make stack` entry point: exports for a shell, and nothing left running after SIGTERM."""
+    """The `make stack` entry point: exports for a shell, and nothing left running after SIGTERM, even
+    when started by a process that ignores SIGTERM (an ignored signal is inherited across exec)."""
+    pids: list[int] = []
     cli = subprocess.Popen(
         [sys.executable, "-m", "stack"],
         cwd=REPO_ROOT,
@@ -81,6 +83,7 @@ def test_python_m_stack_prints_exports_and_stops_everything_on_sigterm(tmp_path:
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGTERM, signal.SIG_IGN),
     )
     try:
         exports = {}
@@ -106,7 +109,13 @@ def test_python_m_stack_prints_exports_and_stops_everything_on_sigterm(tmp_path:
         assert len(servers) == 5, servers  # weed, postgres, ray start, spark master, spark worker
     finally:
         cli.send_signal(signal.SIGTERM)
-        _, stderr = cli.communicate(timeout=120)
+        try:
+            _, stderr = cli.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            cli.kill()
+            for pid in alive(pids):  # a failed stop must not leave the servers to the next test
+                os.kill(pid, signal.SIGKILL)
+            raise
     assert cli.returncode == 0, stderr
     assert "stack stopped" in stderr
     assert alive(pids) == []
