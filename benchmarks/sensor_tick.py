@@ -32,7 +32,6 @@ import math
 import os
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -47,19 +46,17 @@ sys.path.insert(0, str(REPO_ROOT / "tests" / "sensors"))  # the sensor tests' co
 import dagster as dg
 from dagster import DagsterInstance
 from feedback_uploads import FEEDBACK_SOURCE, feedback_table
+from local_and_s3 import STORES, local_and_s3_roots
 
 from resources.filesystems import S3Settings
 from resources.landing_zone import LandingZoneResource
 from resources.upload_listing import s3_client, upload_day_prefix
 from sensors.edge_feedback import build_edge_feedback_sensor
 from sensors.landing_scan import scan_new_uploads
-from stack.seaweedfs import SeaweedS3
 
 NEW_FILES = 10
 HISTORY_SIZES = (100, 10_000)
 HISTORY_PER_DAY = 100
-BUCKET = "fleetml-bench"
-STORES = ("local", "s3")
 
 
 def parquet_bytes(seed: int) -> bytes:
@@ -120,13 +117,7 @@ def main() -> None:
 
     job = dg.define_asset_job("edge_feedback_job", [edge_feedback_probe])
     sensor = build_edge_feedback_sensor(job, partitions)
-    with (
-        tempfile.TemporaryDirectory(prefix="fleetml-sensor-tick-") as workdir,
-        SeaweedS3(Path(workdir, "seaweedfs")) as server,
-    ):
-        server.create_bucket(BUCKET)
-        os.environ.update(server.environment())
-        roots = {"local": str(Path(workdir, "local")), "s3": f"s3://{BUCKET}"}
+    with local_and_s3_roots("fleetml-sensor-tick-") as roots:
         puts = {"local": put_local, "s3": put_s3}
         cases = [(store, history) for store in STORES for history in HISTORY_SIZES]
         zones = {

@@ -18,7 +18,6 @@ import datetime as dt
 import os
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -27,14 +26,12 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 sys.path.insert(0, str(REPO_ROOT / "tests"))  # the tests' contract-shaped telemetry
 
+from local_and_s3 import STORES, local_and_s3_roots
 from telemetry_factory import telemetry_table
 
 from resources.lake import LakeResource
 from resources.model_registry import ModelRegistry
-from stack.seaweedfs import SeaweedS3
 
-BUCKET = "fleetml-bench"
-STORES = ("local", "s3")
 VALIDATED_KEY = ("validated_telemetry",)
 DAY = dt.date(2026, 11, 2)
 MODEL_FILE = "model.onnx"
@@ -56,13 +53,7 @@ def main() -> None:
     table = telemetry_table(args.windows, DAY)
     payload = os.urandom(int(args.model_mb * 2**20))  # model weights do not compress: neither does this
     seconds: dict[tuple[str, str], list[float]] = {}
-    with (
-        tempfile.TemporaryDirectory(prefix="fleetml-stores-") as workdir,
-        SeaweedS3(Path(workdir, "seaweedfs")) as server,
-    ):
-        server.create_bucket(BUCKET)
-        os.environ.update(server.environment())
-        roots = {"local": str(Path(workdir, "local")), "s3": f"s3://{BUCKET}"}
+    with local_and_s3_roots("fleetml-stores-") as roots:
         lakes = {store: LakeResource(uri=f"{roots[store]}/lake") for store in STORES}
         registries = {store: ModelRegistry(f"{roots[store]}/registry") for store in STORES}
 
