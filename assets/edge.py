@@ -325,10 +325,9 @@ def build_edge_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
         100% of its devices), the gate each stage must pass on live feedback (false-positive rate,
         latency p99 against the profile's budget, enough reviewed events, soak time) and the bundle to
         roll back to."""
-        from resources.filesystems import read_parquet
-
         from assets.rollout_planning import plan_rollout, stages_as_json
         from edge_packaging.profiles import load_profiles
+        from resources.filesystems import read_parquet
 
         profiles = load_profiles()
         passed = [profiles[name] for name in edge_bundle["profiles_passed"]]

@@ -163,10 +163,9 @@ def build_evaluation_asset(spec: ModelSpec) -> dg.AssetsDefinition:
         evaluated the same way on the same data, and the gates compare them."""
         import json
 
-        from resources.filesystems import read_parquet
-
         from assets.evaluation_metrics import confusion_matrix_png, pr_curves_png
         from assets.model_gates import absolute_gate_failures, slice_regression_failures
+        from resources.filesystems import read_parquet
 
         frame = read_parquet(training_dataset["uri"]).to_pandas()
         target_precision = config.target_precision or spec.target_precision

@@ -6,8 +6,8 @@ from typing import Literal
 import dagster as dg
 
 from assets.partitions import daily_telemetry_partitions
+from assets.step_resources import K8S_SPARK_STEP
 from assets.validation import VALIDATED_KEY
-from pipelines.kubernetes import K8S_SPARK_STEP
 from resources.lake import LakeResource
 from resources.spark import SparkResource
 

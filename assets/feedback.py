@@ -4,8 +4,8 @@ import dagster as dg
 
 from assets.partitions import feedback_batches
 from assets.validation import quarantined_share_check
-from resources.lake import LakeResource
 from resources.filesystems import join_uri
+from resources.lake import LakeResource
 from resources.landing_zone import LandingZoneResource
 
 FEEDBACK_SOURCE = "edge_feedback"

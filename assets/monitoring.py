@@ -5,7 +5,7 @@ import dagster as dg
 from assets.feedback import EDGE_FEEDBACK_KEY
 from assets.model_spec import ModelSpec
 from assets.partitions import feedback_batches
-from pipelines.kubernetes import K8S_BATCH_STEP
+from assets.step_resources import K8S_BATCH_STEP
 from resources.artifact_store import ArtifactStoreResource
 from resources.lake import LakeResource
 
@@ -48,9 +48,8 @@ def build_monitoring_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
         """evidently's data-drift preset on the model's features of this batch against the training
         reference (a seeded sample of the train split), with the method, per-feature threshold and
         drifted-share threshold fixed in config. The HTML report is stored and linked."""
-        from resources.filesystems import read_parquet
-
         from assets.drift_metrics import measure_drift
+        from resources.filesystems import read_parquet
 
         features = list(spec.feature_names)
         reference = read_parquet(training_dataset["uri"], columns=[*features, "split"]).to_pandas()

@@ -7,8 +7,8 @@ import dagster as dg
 
 from assets.feedback import EDGE_FEEDBACK_KEY
 from assets.model_spec import ModelSpec
+from assets.step_resources import K8S_BATCH_STEP, K8S_TRAINING_STEP
 from assets.validation import VALIDATED_KEY
-from pipelines.kubernetes import K8S_BATCH_STEP, K8S_TRAINING_STEP
 from resources.lake import LakeResource
 from resources.model_registry import ModelRegistryResource
 
@@ -128,9 +128,8 @@ def build_training_assets(spec: ModelSpec, features_key: dg.AssetKey) -> list[dg
         """A gradient-boosted tree classifier on the window features: a hyperparameter sweep runs on
         Ray (one task per configuration) and the best by validation macro-F1 is registered,
         content-addressed, as the `challenger`."""
-        from resources.filesystems import read_parquet
-
         from assets.training_sweep import best_of, parameter_grid, run_sweep_on_ray
+        from resources.filesystems import read_parquet
 
         frame = read_parquet(training_dataset["uri"]).to_pandas()
         features = list(spec.feature_names)

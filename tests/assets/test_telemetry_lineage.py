@@ -21,7 +21,6 @@ from assets.validation import (
     VALIDATED_KEY,
     validated_telemetry,
 )
-
 from resources.lake import LakeResource
 from resources.landing_zone import SIDECAR_SUFFIX, LandingZoneResource
 from resources.spark import SparkResource, local_spark_config

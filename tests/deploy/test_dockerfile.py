@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO
+from deploy_files import REPO
 
 from pipelines.kubernetes import FLEETML_IMAGE, IMAGE_PYTHON
 

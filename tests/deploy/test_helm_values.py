@@ -12,13 +12,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from conftest import helm_merge
+from deploy_files import helm_merge
 
+from assets.step_resources import K8S_CONFIG_TAG, K8S_LIGHT_STEP
 from pipelines.kubernetes import (
     FLEETML_IMAGE_REPOSITORY,
     FLEETML_IMAGE_TAG,
-    K8S_CONFIG_TAG,
-    K8S_LIGHT_STEP,
     POSTGRES_SECRET,
     S3_SECRET,
     SIGNING_SECRET,

@@ -19,7 +19,6 @@ import dagster as dg
 import kubernetes
 import kubernetes_validate
 import pytest
-from conftest import REPO
 from dagster_k8s.container_context import K8sContainerContext
 from dagster_k8s.job import (
     DagsterK8sJobConfig,
@@ -28,15 +27,18 @@ from dagster_k8s.job import (
     get_k8s_job_name,
     get_user_defined_k8s_config,
 )
+from deploy_files import REPO
 
-from pipelines.kubernetes import (
-    FLEETML_IMAGE,
+from assets.step_resources import (
     K8S_BATCH_STEP,
     K8S_CONFIG_TAG,
     K8S_LIGHT_STEP,
-    K8S_NAMESPACE,
     K8S_SPARK_STEP,
     K8S_TRAINING_STEP,
+)
+from pipelines.kubernetes import (
+    FLEETML_IMAGE,
+    K8S_NAMESPACE,
     POSTGRES_SECRET,
     S3_SECRET,
     SIGNING_SECRET,
@@ -201,7 +203,7 @@ import dagster as dg
 from dagster_k8s import k8s_job_executor
 from pipelines.definitions import defs
 from pipelines.environment import executor_for
-from pipelines.kubernetes import K8S_CONFIG_TAG
+from assets.step_resources import K8S_CONFIG_TAG
 
 result = {
     "executor_is_k8s": executor_for("prod") is k8s_job_executor,

@@ -20,7 +20,7 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
-from conftest import REPO, SCHEMAS
+from deploy_files import REPO, SCHEMAS
 
 from pipelines.kubernetes import FLEETML_IMAGE, K8S_NAMESPACE, S3_SECRET
 from pipelines.production_ray import kuberay_resource
