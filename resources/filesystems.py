@@ -7,8 +7,9 @@ resolves it here, so none of them branches on the scheme and none calls `Path` o
 S3 is configured the way every S3 client is, from the standard environment variables, so that Dagster
 steps, Spark executors, Ray workers, the simulated devices and the CLIs all reach the same store:
 `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_REGION` (default us-east-1) and, for an
-S3-compatible server such as SeaweedFS or MinIO, `AWS_ENDPOINT_URL`. Dagster declares the same
-variables as `dg.EnvVar` in `resources/object_storage.py`, which checks them when a run starts.
+S3-compatible server such as SeaweedFS or MinIO, `AWS_ENDPOINT_URL`. They are not Dagster resource
+config: processes that Dagster does not configure (Spark executors, Ray workers, devices) need them
+too. The production code location checks them when it loads (`pipelines/preflight.py`).
 """
 
 import functools
