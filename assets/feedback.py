@@ -72,10 +72,15 @@ def edge_feedback(
     from assets.feedback_expectations import validate_feedback_batch
     from edge_packaging.feedback_contract import FEEDBACK_SCHEMA, conform_to_feedback_contract
     from edge_packaging.telemetry_contract import HARSH_EVENT_CLASSES
-    from resources.landing_zone import read_upload
+    from resources.landing_zone import UnreadableUpload, read_upload
 
     uri = feedback_upload_uri(landing_zone, context)
-    upload = read_upload(uri, conform_to_feedback_contract)
+    try:
+        upload = read_upload(uri, conform_to_feedback_contract)
+    except UnreadableUpload as reason:
+        # The sensor judged the footer only; what the full read refuses is kept as evidence, once.
+        moved = landing_zone.quarantine(uri, FEEDBACK_SOURCE, str(reason), run_id=context.run.run_id)
+        raise dg.Failure(f"{uri} quarantined to {moved.quarantined_path}: {reason}") from None
     expected_sha256 = context.run.tags.get("fleetml/feedback_sha256")
     if expected_sha256 and upload.sha256 != expected_sha256:
         raise dg.Failure(

@@ -42,19 +42,27 @@ def raw_telemetry(
     tables: list[pa.Table] = []
     quarantined: list[tuple[str, str]] = []
     extra_columns: set[str] = set()
+    for raw_name in landing_zone.misnamed_uploads(TELEMETRY_SOURCE, subdirectory):
+        moved = landing_zone.quarantine_misnamed(TELEMETRY_SOURCE, subdirectory, raw_name, run_id=context.run.run_id)
+        context.log.warning(f"quarantined {moved.quarantined_path}: {moved.reason}")
+        quarantined.append((posixpath.basename(moved.quarantined_path), moved.reason))
     for uri in uploads:
         name = posixpath.basename(uri)
         try:
             upload = read_upload(uri, conform_to_telemetry_contract)
-        except UnreadableUpload as reason:
-            moved = landing_zone.quarantine(uri, TELEMETRY_SOURCE, str(reason), run_id=context.run.run_id)
+        except Exception as error:
+            if isinstance(error, OSError):
+                raise  # the store failed, not the file: the run fails and a rerun reads it again
+            # Whatever one file does to the reader is that file's fault: it is kept, and the day flows.
+            reason = str(error) if isinstance(error, UnreadableUpload) else f"{type(error).__name__}: {error}"
+            moved = landing_zone.quarantine(uri, TELEMETRY_SOURCE, reason, run_id=context.run.run_id)
             context.log.warning(f"quarantined {name}: {reason} -> {moved.quarantined_path}")
-            quarantined.append((name, str(reason)))
+            quarantined.append((name, reason))
             continue
         extra_columns.update(upload.extra_columns)
         source = pa.array([f"{subdirectory}/{name}"] * upload.table.num_rows, type=pa.string())
         tables.append(upload.table.append_column(SOURCE_FILE_COLUMN, source))
-    if not uploads:
+    if not uploads and not quarantined:
         raise dg.Failure(
             description=f"no telemetry uploads for {partition_key} under "
             f"{landing_zone.source_uri(TELEMETRY_SOURCE, subdirectory)}",

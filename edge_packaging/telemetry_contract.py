@@ -46,7 +46,10 @@ class ContractViolation(ValueError):
 
 
 def _type_family_matches(actual: pa.DataType, expected: pa.DataType) -> bool:
-    """Whether `actual` can stand for `expected` without losing meaning (width may differ)."""
+    """Whether `actual` can stand for `expected` without losing meaning (width may differ; a
+    dictionary-encoded column stands for its values)."""
+    if pa.types.is_dictionary(actual):
+        actual = actual.value_type
     if pa.types.is_string(expected):
         return pa.types.is_string(actual) or pa.types.is_large_string(actual) or pa.types.is_null(actual)
     if pa.types.is_floating(expected):
@@ -68,20 +71,25 @@ def conform_columns(table: pa.Table, schema: pa.Schema) -> pa.Table:
     """
     if table.num_rows == 0:
         raise ContractViolation("empty upload: no rows")
-    missing = [name for name in schema.names if name not in table.column_names]
+    check_columns(table.schema, schema)
+    columns = [table.column(field.name).cast(field.type) for field in schema]
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
+def check_columns(actual: pa.Schema, schema: pa.Schema) -> None:
+    """Raise `ContractViolation` unless `actual` has every column of `schema`, each of the right kind.
+
+    Needs only the schema, so an upload's columns are judged from its file footer, before any data
+    is decoded."""
+    missing = [name for name in schema.names if name not in actual.names]
     if missing:
         raise ContractViolation(f"schema: missing column(s) {', '.join(missing)}")
-    columns = []
     for field in schema:
-        column = table.column(field.name)
-        if not _type_family_matches(column.type, field.type):
-            raise ContractViolation(
-                f"schema: column {field.name} has type {column.type}, expected {field.type}"
-            )
-        if pa.types.is_timestamp(column.type) and column.type.tz is None:
+        actual_type = actual.field(field.name).type
+        if not _type_family_matches(actual_type, field.type):
+            raise ContractViolation(f"schema: column {field.name} has type {actual_type}, expected {field.type}")
+        if pa.types.is_timestamp(actual_type) and actual_type.tz is None:
             raise ContractViolation(f"schema: column {field.name} has no time zone, expected UTC")
-        columns.append(column.cast(field.type))
-    return pa.Table.from_arrays(columns, schema=schema)
 
 
 def conform_to_telemetry_contract(table: pa.Table) -> pa.Table:

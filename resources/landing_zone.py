@@ -9,6 +9,7 @@ can inspect it, fix the device, and re-land it.
 import datetime as dt
 import hashlib
 import json
+import os
 import posixpath
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,11 +17,20 @@ from typing import TYPE_CHECKING
 
 import dagster as dg
 
-from resources.filesystems import exists, filesystem_and_path, join_uri, read_bytes, write_bytes
+from resources.filesystems import exists, filesystem_and_path, is_remote, join_uri, read_bytes, write_bytes
+from resources.upload_bounds import (
+    DEFAULT_BOUNDS,
+    UploadBounds,
+    UploadOverBounds,
+    check_dictionaries,
+    check_footer,
+    string_columns,
+)
 from resources.upload_listing import UploadLister, is_complete_upload_name, lister_for
 
 if TYPE_CHECKING:
     import pyarrow as pa
+    import pyarrow.parquet as pq
 
 SIDECAR_SUFFIX = ".quarantine.json"
 
@@ -40,6 +50,17 @@ class QuarantinedFile:
 
 
 @dataclass(frozen=True)
+class UploadFacts:
+    """What an upload's footer tells: rows, the columns its contract does not know, and the sha256
+    and size of its bytes."""
+
+    rows: int
+    extra_columns: tuple[str, ...]
+    sha256: str
+    size_bytes: int
+
+
+@dataclass(frozen=True)
 class Upload:
     """An upload conformed to its contract, the columns its contract does not know (dropped), and the
     sha256 and size of the very bytes that were parsed."""
@@ -50,16 +71,58 @@ class Upload:
     size_bytes: int
 
 
-def parse_upload(data: bytes, conform: "Callable[[pa.Table], pa.Table]") -> Upload:
-    """Parse one Parquet upload's bytes and conform them to a contract, or raise `UnreadableUpload`."""
+def _parquet_file(data: bytes, read_dictionary: list[str] | None = None) -> "pq.ParquetFile":
+    """The upload's footer, parsed (no data page is read), or `UnreadableUpload`."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    sha256 = hashlib.sha256(data).hexdigest()
     if not data:
         raise UnreadableUpload("empty file: 0 bytes")
     try:
-        table = pq.read_table(pa.BufferReader(data))
+        return pq.ParquetFile(pa.BufferReader(data), read_dictionary=read_dictionary)
+    except (pa.ArrowException, OSError) as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise UnreadableUpload(f"unreadable Parquet: {first_line}") from error
+
+
+def inspect_upload(data: bytes, contract: "pa.Schema", bounds: UploadBounds = DEFAULT_BOUNDS) -> UploadFacts:
+    """Judge an upload from its footer alone: bounds, rows and the contract's columns and types.
+
+    What a sensor can afford on every new upload: it decodes no data, so no upload can make it slow
+    or large, and what it accepts can still be refused by the full read (`parse_upload`) in the run.
+    """
+    from edge_packaging.telemetry_contract import ContractViolation, check_columns
+
+    sha256 = hashlib.sha256(data).hexdigest()
+    parquet = _parquet_file(data)
+    try:
+        rows = check_footer(parquet, len(data), bounds)
+        if rows == 0:
+            raise ContractViolation("empty upload: no rows")
+        check_columns(parquet.schema_arrow, contract)
+    except ValueError as error:
+        raise UnreadableUpload(str(error)) from error
+    extra = tuple(name for name in parquet.schema_arrow.names if name not in contract.names)
+    return UploadFacts(rows, extra, sha256, len(data))
+
+
+def parse_upload(
+    data: bytes, conform: "Callable[[pa.Table], pa.Table]", bounds: UploadBounds = DEFAULT_BOUNDS
+) -> Upload:
+    """Parse one Parquet upload's bytes and conform them to a contract, or raise `UnreadableUpload`.
+
+    The footer is checked against `bounds` before any data is read, and strings are read
+    dictionary-encoded so that no value can expand past its bound (`resources.upload_bounds`)."""
+    import pyarrow as pa
+
+    sha256 = hashlib.sha256(data).hexdigest()
+    footer = _parquet_file(data)
+    parquet = _parquet_file(data, read_dictionary=string_columns(footer.schema_arrow))
+    try:
+        check_footer(parquet, len(data), bounds)
+        table = check_dictionaries(parquet.read(), bounds)
+    except UploadOverBounds as error:
+        raise UnreadableUpload(str(error)) from error
     except (pa.ArrowException, OSError) as error:
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise UnreadableUpload(f"unreadable Parquet: {first_line}") from error
@@ -76,6 +139,23 @@ def read_upload(uri: str, conform: "Callable[[pa.Table], pa.Table]") -> Upload:
     return parse_upload(read_bytes(uri), conform)
 
 
+def _regular_file_names(folder: str) -> list[bytes]:
+    """Raw names of the regular files (not links, folders or devices) directly in a local folder."""
+    try:
+        with os.scandir(os.fsencode(folder)) as entries:
+            return [entry.name for entry in entries if entry.is_file(follow_symlinks=False)]
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+
+
+def _is_utf8(name: bytes) -> bool:
+    try:
+        name.decode()
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 class LandingZoneResource(dg.ConfigurableResource):
     """Lists uploads under `landing_root/<source>/` and quarantines the bad ones (paths or `s3://` URIs)."""
 
@@ -86,17 +166,34 @@ class LandingZoneResource(dg.ConfigurableResource):
         return join_uri(self.landing_root, source, *[part for part in parts if part])
 
     def uploads(self, source: str, subdirectory: str = "") -> list[str]:
-        """URIs of the complete uploads (`*.parquet`, not dot-prefixed temp files) in one folder, by name."""
+        """URIs of the complete uploads (`*.parquet`, not dot-prefixed temp files) in one folder, by name.
+
+        Only regular files count: a symlink in a local landing folder could point at any file the
+        worker can read. A local name that is not UTF-8 has no URI: see `misnamed_uploads`.
+        """
         import pyarrow.fs as pafs
 
-        fs, directory = filesystem_and_path(self.source_uri(source, subdirectory))
-        infos = fs.get_file_info(pafs.FileSelector(directory, allow_not_found=True))
-        names = sorted(
-            posixpath.basename(info.path)
-            for info in infos
-            if info.type == pafs.FileType.File and is_complete_upload_name(posixpath.basename(info.path))
-        )
-        return [self.source_uri(source, subdirectory, name) for name in names]
+        folder = self.source_uri(source, subdirectory)
+        if is_remote(folder):
+            fs, directory = filesystem_and_path(folder)
+            infos = fs.get_file_info(pafs.FileSelector(directory, allow_not_found=True))
+            names = [posixpath.basename(info.path) for info in infos if info.type == pafs.FileType.File]
+        else:
+            names = [name.decode() for name in _regular_file_names(folder) if _is_utf8(name)]
+        return [self.source_uri(source, subdirectory, name) for name in sorted(filter(is_complete_upload_name, names))]
+
+    def misnamed_uploads(self, source: str, subdirectory: str = "") -> list[bytes]:
+        """Local file names in the folder that are not UTF-8 (object-store keys always are)."""
+        folder = self.source_uri(source, subdirectory)
+        return [] if is_remote(folder) else sorted(name for name in _regular_file_names(folder) if not _is_utf8(name))
+
+    def quarantine_misnamed(self, source: str, subdirectory: str, raw_name: bytes, run_id: str | None = None) -> QuarantinedFile:
+        """Move a local upload whose name is not UTF-8 to the quarantine under a printable name."""
+        printable = raw_name.decode("utf-8", "backslashreplace").replace("\\", "%")
+        original = os.path.join(os.fsencode(self.source_uri(source, subdirectory)), raw_name)
+        renamed = self.source_uri(source, subdirectory, f".misnamed-{printable}")
+        os.replace(original, renamed)
+        return self.quarantine(renamed, source, f"file name is not UTF-8: {printable!r}", run_id=run_id)
 
     def lister(self, source: str) -> UploadLister:
         """The day-bounded listing of `source` that the landing sensors scan."""

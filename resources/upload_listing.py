@@ -33,11 +33,13 @@ S3_SETTLE_NS = 300_000_000_000
 
 
 class ListedUpload(NamedTuple):
-    """One complete upload: its key under the source (`date=.../name.parquet`), arrival and version."""
+    """One complete upload: its key under the source (`date=.../name.parquet`), arrival, version and
+    size (known before any byte is read, so an oversized upload is never read)."""
 
     key: str
     arrival_ns: int
     version: str
+    size_bytes: int = 0
 
 
 class UploadLister(Protocol):
@@ -99,7 +101,7 @@ class LocalUploadLister:
             stat = os.stat(os.path.join(self.directory, key), follow_symlinks=False)
         except (FileNotFoundError, NotADirectoryError):
             return None
-        return ListedUpload(key, stat.st_ctime_ns, str(stat.st_ino)) if S_ISREG(stat.st_mode) else None
+        return ListedUpload(key, stat.st_ctime_ns, str(stat.st_ino), stat.st_size) if S_ISREG(stat.st_mode) else None
 
     def _list_day(self, path: str, prefix: str) -> Iterator[ListedUpload]:
         # This loop is the whole cost of a tick that finds nothing new: one stat per upload of the day.
@@ -126,7 +128,7 @@ def _listed_file(entry: os.DirEntry, key: str) -> ListedUpload | None:
         return None
     if S_ISDIR(stat.st_mode) or not S_ISREG(stat.st_mode):
         return None
-    return ListedUpload(key, stat.st_ctime_ns, str(stat.st_ino))
+    return ListedUpload(key, stat.st_ctime_ns, str(stat.st_ino), stat.st_size)
 
 
 class S3UploadLister:
@@ -176,7 +178,8 @@ class S3UploadLister:
             if error.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
                 return None
             raise
-        return self._listed({"Key": f"{self.prefix}{key}", "LastModified": head["LastModified"], "ETag": head["ETag"]})
+        listed = {"Key": f"{self.prefix}{key}", "LastModified": head["LastModified"], "ETag": head["ETag"]}
+        return self._listed(listed | {"Size": head["ContentLength"]})
 
     def _listed(self, item: dict) -> ListedUpload | None:
         key = item["Key"][len(self.prefix):]
@@ -186,7 +189,7 @@ class S3UploadLister:
         if not is_complete_upload_name(parts[-1]):
             return None
         arrival_ns = int(item["LastModified"].timestamp()) * 1_000_000_000
-        return ListedUpload(key, arrival_ns, item["ETag"].strip('"'))
+        return ListedUpload(key, arrival_ns, item["ETag"].strip('"'), int(item["Size"]))
 
 
 @functools.lru_cache(maxsize=8)

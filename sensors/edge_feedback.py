@@ -16,7 +16,9 @@ from typing import TYPE_CHECKING
 
 import dagster as dg
 
-from resources.landing_zone import LandingZoneResource, read_upload
+from resources.filesystems import read_bytes
+from resources.landing_zone import LandingZoneResource, inspect_upload
+from resources.upload_bounds import DEFAULT_BOUNDS
 from resources.upload_listing import ListedUpload, UploadLister
 from sensors.landing_scan import scan_new_uploads
 
@@ -52,21 +54,25 @@ class UploadReplaced(Exception):
 
 
 def check_feedback_upload(listed: ListedUpload, lister: UploadLister, uri: str, source: str) -> FeedbackUpload:
-    """Name and contract checks for one listed upload, and the content hash of the bytes checked.
+    """Name, bounds and contract checks of one listed upload from its footer, and its content hash.
 
-    Raises `ValueError` with a one-line reason when the upload breaks the contract, `UploadReplaced`
-    when a re-upload replaced the listed version meanwhile (its bytes are then no evidence against the
-    new version, which the next tick lists), and `FileNotFoundError` when it is gone.
+    The sensor decodes no data: an upload over its size bound is refused from the listing, and the
+    rest is judged by its footer (`inspect_upload`), so no upload can make a tick slow or large. Raises
+    `ValueError` with a one-line reason when the upload breaks the contract, `UploadReplaced` when a
+    re-upload replaced the listed version meanwhile (its bytes are then no evidence against the new
+    version, which the next tick lists), and `FileNotFoundError` when it is gone.
     """
     # pyarrow (and numpy behind it) loads on the first upload, not with the code location.
-    from edge_packaging.feedback_contract import batch_id_of, conform_to_feedback_contract
+    from edge_packaging.feedback_contract import FEEDBACK_SCHEMA, batch_id_of
 
     name = listed.key.rsplit("/", 1)[-1]
     try:
         if "/" not in listed.key:
             raise ValueError(OUTSIDE_DAY_PREFIX)
         batch_id = batch_id_of(name)
-        upload = read_upload(uri, conform_to_feedback_contract)
+        if listed.size_bytes > DEFAULT_BOUNDS.max_file_bytes:
+            raise ValueError(f"upload of {listed.size_bytes} bytes is over the limit of {DEFAULT_BOUNDS.max_file_bytes}")
+        upload = inspect_upload(read_bytes(uri), FEEDBACK_SCHEMA)
     except ValueError:
         if lister.current(listed.key) != listed:
             raise UploadReplaced(listed.key) from None
@@ -77,7 +83,7 @@ def check_feedback_upload(listed: ListedUpload, lister: UploadLister, uri: str, 
         batch_id=batch_id,
         sha256=upload.sha256,
         relative_path=f"{source}/{listed.key}",
-        rows=upload.table.num_rows,
+        rows=upload.rows,
         extra_columns=upload.extra_columns,
     )
 

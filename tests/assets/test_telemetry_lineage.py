@@ -156,3 +156,55 @@ def test_a_day_without_uploads_fails_with_a_clear_error(platform_resources, inst
     assert not result.success
     failure = result.failure_data_for_node("raw_telemetry")
     assert "no telemetry uploads for 2026-11-01" in failure.error.message
+
+
+def test_a_misnamed_file_is_quarantined_and_a_symlink_is_not_ingested_while_the_day_flows(tmp_path, instance):
+    import os
+
+    from store_roots import StoreRoot
+
+    store_root = StoreRoot("local", str(tmp_path))
+    res = {
+        "lake": LakeResource(uri=store_root.join("lake")),
+        "landing_zone": LandingZoneResource(landing_root=store_root.join("landing"), quarantine_root=store_root.join("quarantine")),
+        "pyspark": SparkResource(spark_config=local_spark_config(sys.executable)),
+    }
+    good = land(store_root, res, DAY_1, "a.parquet", telemetry_table(20, DAY_1, seed=1, prefix="a"))
+    folder = os.path.dirname(good)
+    secret = tmp_path / "elsewhere.parquet"
+    secret.write_bytes(store_root.read(land(store_root, res, DAY_2, "x.parquet", telemetry_table(7, DAY_2, prefix="x"))))
+    os.symlink(secret, os.path.join(folder, "link.parquet"))
+    with open(os.path.join(os.fsencode(folder), b"bad\xff.parquet"), "wb") as stream:
+        stream.write(store_root.read(good))
+
+    result = materialize(res, instance, DAY_1)
+
+    assert result.success
+    assert rows(res, raw_telemetry.key, DAY_1).num_rows == 20  # neither the link's 7 rows nor the misnamed copy
+    quarantine = store_root.join("quarantine", "telemetry", f"date={DAY_1}")
+    sidecars = [name for name in store_root.names(quarantine) if name.endswith(SIDECAR_SUFFIX)]
+    (sidecar,) = sidecars
+    assert json.loads(store_root.read(f"{quarantine}/{sidecar}"))["reason"].startswith("file name is not UTF-8")
+    assert os.path.islink(os.path.join(folder, "link.parquet"))
+
+
+def test_any_error_a_file_raises_in_the_reader_quarantines_that_file_only(platform_resources, instance, store_root, monkeypatch):
+    import assets.ingestion as ingestion
+
+    res = platform_resources
+    land(store_root, res, DAY_1, "a.parquet", telemetry_table(20, DAY_1, seed=1, prefix="a"))
+    land(store_root, res, DAY_1, "b.parquet", telemetry_table(5, DAY_1, seed=2, prefix="b"))
+    real_read = ingestion.read_upload
+
+    def reader_that_breaks_on_b(uri, conform):
+        if uri.endswith("/b.parquet"):
+            raise RecursionError("maximum recursion depth exceeded")
+        return real_read(uri, conform)
+
+    monkeypatch.setattr(ingestion, "read_upload", reader_that_breaks_on_b)
+    result = materialize(res, instance, DAY_1)
+
+    assert result.success
+    assert rows(res, raw_telemetry.key, DAY_1).num_rows == 20
+    sidecar = store_root.join("quarantine", "telemetry", f"date={DAY_1}", f"b.parquet{SIDECAR_SUFFIX}")
+    assert json.loads(store_root.read(sidecar))["reason"] == "RecursionError: maximum recursion depth exceeded"

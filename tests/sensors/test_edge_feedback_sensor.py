@@ -273,15 +273,15 @@ def test_an_upload_replaced_while_it_is_read_waits_for_its_new_version(
     import sensors.edge_feedback as edge_feedback
 
     upload_feedback("batch-a.parquet", feedback_table(seed=1))
-    real_read = edge_feedback.read_upload
+    real_read = edge_feedback.read_bytes
     replaced = []
 
-    def read_while_the_device_re_uploads(uri: str, conform):
+    def read_while_the_device_re_uploads(uri: str):
         if not replaced:
             replaced.append(upload_feedback(posixpath.basename(uri), feedback_table(rows=5, seed=2)))
-        return real_read(uri, conform)
+        return real_read(uri)
 
-    monkeypatch.setattr(edge_feedback, "read_upload", read_while_the_device_re_uploads)
+    monkeypatch.setattr(edge_feedback, "read_bytes", read_while_the_device_re_uploads)
     first = daemon.tick()
     second = daemon.tick()
 
