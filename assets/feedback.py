@@ -1,5 +1,7 @@
 """`edge_feedback` and `harsh_event/feedback_features`: one partition per device upload batch."""
 
+import re
+
 import dagster as dg
 
 from assets.partitions import feedback_batches
@@ -26,6 +28,10 @@ def feedback_upload_uri(landing_zone: LandingZoneResource, context: dg.AssetExec
     newest upload of `<batch_id>.parquet` in the landing zone."""
     tagged = context.run.tags.get("fleetml/feedback_file")
     if tagged:
+        # A run tag is input from outside: it may only name this batch's upload under a day prefix.
+        expected = re.compile(rf"{FEEDBACK_SOURCE}/date=\d{{4}}-\d{{2}}-\d{{2}}/{re.escape(context.partition_key)}\.parquet")
+        if not expected.fullmatch(tagged):
+            raise dg.Failure(f"run tag fleetml/feedback_file={tagged!r} is not {expected.pattern}")
         return join_uri(landing_zone.landing_root, tagged)
     name = f"{context.partition_key}.parquet"
     found = [listed for listed in landing_zone.lister(FEEDBACK_SOURCE).list_uploads(None) if listed.key.endswith(f"/{name}")]

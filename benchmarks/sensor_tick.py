@@ -41,7 +41,7 @@ import pyarrow.parquet as pq
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
-sys.path.insert(0, str(REPO_ROOT / "tests" / "sensors"))  # the sensor tests' contract-shaped uploads
+sys.path.insert(0, str(REPO_ROOT / "tests"))  # the tests' contract-shaped feedback uploads
 
 import dagster as dg
 from dagster import DagsterInstance

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import dagster as dg
 
-from resources.filesystems import atomic_object, filesystem_and_path
+from resources.filesystems import atomic_object, filesystem_and_path, safe_segment
 
 
 @dataclass(frozen=True)
@@ -29,7 +29,7 @@ class ArtifactStoreResource(dg.ConfigurableResource):
         """Store `data` as `name` under its hash; storing the same bytes again is a no-op."""
         sha256 = hashlib.sha256(data).hexdigest()
         fs, root = filesystem_and_path(self.uri)
-        path = posixpath.join(root, kind, sha256[:2], sha256, name)
+        path = posixpath.join(root, safe_segment(kind, "artifact kind"), sha256[:2], sha256, safe_segment(name, "artifact name"))
         if fs.get_file_info(path).type.name == "NotFound":
             with atomic_object(fs, path) as temp_path, fs.open_output_stream(temp_path) as stream:
                 stream.write(data)

@@ -15,6 +15,7 @@ too. The production code location checks them when it loads (`pipelines/prefligh
 import functools
 import os
 import posixpath
+import re
 import urllib.parse
 import uuid
 from collections.abc import Iterator, Mapping
@@ -96,6 +97,19 @@ def filesystem_and_path(uri: str) -> "tuple[pafs.FileSystem, str]":
 def join_uri(root: str, *parts: str) -> str:
     """`root/part/...` for a local path or a URI alike."""
     return posixpath.join(str(root).rstrip("/"), *parts)
+
+
+SAFE_SEGMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._=-]{0,254}")
+
+
+def safe_segment(value: str, what: str) -> str:
+    """`value` when it can only name one entry under its root (no `/`, no `..`, no absolute path).
+
+    Partition keys, asset key parts and run tags come from outside the process (a sensor, a run
+    request, a CLI): joined unchecked, `../../x` or `/etc` would leave the store's root."""
+    if not SAFE_SEGMENT.fullmatch(value) or ".." in value:
+        raise ValueError(f"{what} {value!r} must match {SAFE_SEGMENT.pattern} without '..'")
+    return value
 
 
 def exists(fs: "pafs.FileSystem", path: str) -> bool:

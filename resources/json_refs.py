@@ -11,7 +11,7 @@ from typing import Any
 
 import dagster as dg
 
-from resources.filesystems import atomic_object, filesystem_and_path
+from resources.filesystems import atomic_object, filesystem_and_path, safe_segment
 
 
 class JsonRefIOManager(dg.ConfigurableIOManager):
@@ -21,7 +21,7 @@ class JsonRefIOManager(dg.ConfigurableIOManager):
 
     def _path(self, key: dg.AssetKey) -> "tuple[Any, str]":
         fs, root = filesystem_and_path(self.uri)
-        return fs, posixpath.join(root, *key.path) + ".json"
+        return fs, posixpath.join(root, *[safe_segment(part, "asset key part") for part in key.path]) + ".json"
 
     def handle_output(self, context: dg.OutputContext, obj: dict) -> None:
         fs, path = self._path(context.asset_key)

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import dagster as dg
 
-from resources.filesystems import atomic_object, filesystem_and_path
+from resources.filesystems import atomic_object, filesystem_and_path, safe_segment
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -38,7 +38,9 @@ class LakeResource(dg.ConfigurableResource):
         return filesystem_and_path(self.uri)
 
     def _object_path(self, root: str, key: Sequence[str], partition_key: str | None) -> str:
-        return posixpath.join(root, *key, f"{partition_key or UNPARTITIONED}.parquet")
+        parts = [safe_segment(part, "asset key part") for part in key]
+        partition = safe_segment(partition_key, "partition key") if partition_key else UNPARTITIONED
+        return posixpath.join(root, *parts, f"{partition}.parquet")
 
     def table_uri(self, key: Sequence[str], partition_key: str | None = None) -> str:
         """The URI of one stored partition (what Spark or a user reads directly)."""
@@ -81,7 +83,7 @@ class LakeResource(dg.ConfigurableResource):
         import pyarrow.fs as pafs
 
         fs, root = self._filesystem()
-        directory = posixpath.join(root, *key)
+        directory = posixpath.join(root, *[safe_segment(part, "asset key part") for part in key])
         infos = fs.get_file_info(pafs.FileSelector(directory, allow_not_found=True))
         return sorted(
             posixpath.basename(info.path).removesuffix(".parquet")

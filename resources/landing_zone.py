@@ -139,6 +139,12 @@ def read_upload(uri: str, conform: "Callable[[pa.Table], pa.Table]") -> Upload:
     return parse_upload(read_bytes(uri), conform)
 
 
+def _stored_sha256(uri: str) -> str | None:
+    """sha256 of the object at `uri`, or None when there is none."""
+    fs, path = filesystem_and_path(uri)
+    return hashlib.sha256(read_bytes(uri)).hexdigest() if exists(fs, path) else None
+
+
 def _regular_file_names(folder: str) -> list[bytes]:
     """Raw names of the regular files (not links, folders or devices) directly in a local folder."""
     try:
@@ -204,9 +210,11 @@ class LandingZoneResource(dg.ConfigurableResource):
     ) -> QuarantinedFile:
         """Move the upload at `uri` into the quarantine with a JSON sidecar naming `reason`.
 
-        A second copy of an already quarantined file (same bytes) is not stored twice; a different
-        file of the same name is kept beside it under a name carrying its hash. The sidecar is written
-        first, so a crash in between leaves the upload in place to be handled again, never lost.
+        Evidence is never replaced. A file of the same name with other bytes is kept beside the first
+        under a name carrying its hash; a second copy of bytes already kept is not stored twice (the
+        landing copy is removed) but gets a sidecar of its own, so every quarantining stays on record.
+        The sidecar is written first, so a crash in between leaves the upload in place to be handled
+        again, never lost.
         """
         source_root = self.source_uri(source) + "/"
         if not uri.startswith(source_root):
@@ -221,21 +229,27 @@ class LandingZoneResource(dg.ConfigurableResource):
             data = read_bytes(uri)
             sha256 = hashlib.sha256(data).hexdigest()
         target = join_uri(self.quarantine_root, source, relative)
-        target_fs, target_path = filesystem_and_path(target)
-        if exists(target_fs, target_path) and hashlib.sha256(read_bytes(target)).hexdigest() != sha256:
+        if _stored_sha256(target) not in (None, sha256):
             stem, suffix = posixpath.splitext(target)
             target = f"{stem}-{sha256[:12]}{suffix}"
-            target_fs, target_path = filesystem_and_path(target)
+        already_kept = _stored_sha256(target) == sha256
+        now = dt.datetime.now(dt.timezone.utc)
         sidecar = {
             "original_path": uri,
             "reason": reason,
             "sha256": sha256,
             "size_bytes": info.size,
-            "quarantined_at": dt.datetime.now(dt.timezone.utc).isoformat(),
+            "quarantined_at": now.isoformat(),
             "run_id": run_id,
         }
-        write_bytes(target + SIDECAR_SUFFIX, (json.dumps(sidecar, indent=2) + "\n").encode())
-        if type(target_fs) is type(fs):
+        sidecar_uri = target + SIDECAR_SUFFIX
+        target_fs, target_path = filesystem_and_path(target)
+        if exists(*filesystem_and_path(sidecar_uri)):
+            sidecar_uri = f"{target}.{now:%Y%m%dT%H%M%S%fZ}{SIDECAR_SUFFIX}"
+        write_bytes(sidecar_uri, (json.dumps(sidecar, indent=2) + "\n").encode())
+        if already_kept:
+            fs.delete_file(path)
+        elif type(target_fs) is type(fs):
             target_fs.create_dir(posixpath.dirname(target_path), recursive=True)
             fs.move(path, target_path)
         else:  # landing and quarantine on different stores: copy, then remove the original

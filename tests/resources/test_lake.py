@@ -40,3 +40,15 @@ def test_a_writer_that_fails_midway_leaves_the_old_object_whole_and_no_partial_o
     assert store_root.read(target) == b"old version"
     assert store_root.names(store_root.join("objects")) == ["report.json"]
 
+
+
+@pytest.mark.parametrize("partition_key", ["../../escaped", "/etc/passwd", "a/b", "..", ""])
+def test_a_partition_key_cannot_leave_the_lake(store_root, partition_key):
+    lake = LakeResource(uri=store_root.join("lake"))
+    table = telemetry_table(2, dt.date(2026, 11, 1))
+    if partition_key:
+        with pytest.raises(ValueError, match="partition key"):
+            lake.write_table(["raw_telemetry"], partition_key, table)
+    with pytest.raises(ValueError, match="asset key part"):
+        lake.write_table(["..", "outside"], "2026-11-01", table)
+    assert store_root.names(store_root.uri) == []

@@ -118,11 +118,29 @@ def test_a_different_file_of_the_same_name_does_not_overwrite_the_quarantined_on
     assert store_root.read(also_kept.quarantined_path) == b"second"
 
 
-def test_quarantining_the_same_bytes_twice_keeps_one_copy(zone, store_root):
-    for _ in range(2):
-        zone.quarantine(store_root.write(_landing_file(zone, "bad.parquet"), b"same"), "telemetry", "reason")
-    names = store_root.names(store_root.join("quarantine", "telemetry", f"date={DAY}"))
-    assert names == ["bad.parquet", f"bad.parquet{SIDECAR_SUFFIX}"]
+def test_quarantining_the_same_bytes_twice_keeps_one_copy_and_both_records(zone, store_root):
+    first = zone.quarantine(store_root.write(_landing_file(zone, "bad.parquet"), b"same"), "telemetry", "first reason")
+    first_sidecar = store_root.read(first.quarantined_path + SIDECAR_SUFFIX)
+    again = zone.quarantine(store_root.write(_landing_file(zone, "bad.parquet"), b"same"), "telemetry", "second reason")
+
+    folder = store_root.join("quarantine", "telemetry", f"date={DAY}")
+    names = store_root.names(folder)
+    assert again.quarantined_path == first.quarantined_path
+    assert [name for name in names if not name.endswith(SIDECAR_SUFFIX)] == ["bad.parquet"]
+    assert store_root.read(first.quarantined_path + SIDECAR_SUFFIX) == first_sidecar  # never rewritten
+    reasons = sorted(json.loads(store_root.read(f"{folder}/{name}"))["reason"] for name in names if name.endswith(SIDECAR_SUFFIX))
+    assert reasons == ["first reason", "second reason"]
+    assert not store_root.exists(_landing_file(zone, "bad.parquet"))
+
+
+def test_evidence_under_a_hashed_name_is_never_replaced(zone, store_root):
+    for content in (b"first", b"second", b"second"):
+        zone.quarantine(store_root.write(_landing_file(zone, "bad.parquet"), content), "telemetry", f"got {content!r}")
+    folder = store_root.join("quarantine", "telemetry", f"date={DAY}")
+    kept = {name: store_root.read(f"{folder}/{name}") for name in store_root.names(folder) if not name.endswith(SIDECAR_SUFFIX)}
+    assert sorted(kept.values()) == [b"first", b"second"]
+    sidecars = [name for name in store_root.names(folder) if name.endswith(SIDECAR_SUFFIX)]
+    assert len(sidecars) == 3
 
 
 def test_uploads_lists_complete_parquet_files_only(zone, store_root):

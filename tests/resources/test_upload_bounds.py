@@ -1,6 +1,5 @@
 """An upload may not cost more to read than its bounds allow, whatever its size on disk."""
 
-import io
 import os
 import subprocess
 import sys
@@ -10,35 +9,13 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from hostile_uploads import dictionary_bomb, parquet_bytes
 
 from edge_packaging.feedback_contract import FEEDBACK_SCHEMA
 from resources.landing_zone import UnreadableUpload, inspect_upload, parse_upload
 from resources.upload_bounds import UploadBounds, UploadOverBounds, check_footer
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-def parquet_bytes(table: pa.Table) -> bytes:
-    """Without the Arrow schema in the footer, as a non-Arrow writer sends it: readers then expand
-    dictionary-encoded strings unless told otherwise."""
-    sink = io.BytesIO()
-    pq.write_table(table, sink, compression="zstd", use_dictionary=True, store_schema=False)
-    return sink.getvalue()
-
-
-def dictionary_bomb(rows: int = 100_000, value_bytes: int = 8192) -> bytes:
-    """A feedback-shaped upload of a few hundred bytes whose strings decode to rows x value_bytes."""
-    value = pa.array(["x" * value_bytes]).dictionary_encode()
-    repeated = pa.DictionaryArray.from_arrays(pa.array([0] * rows, pa.int32()), value.dictionary)
-    columns = {}
-    for field in FEEDBACK_SCHEMA:
-        if pa.types.is_string(field.type):
-            columns[field.name] = repeated
-        elif pa.types.is_list(field.type):
-            columns[field.name] = pa.array([[]] * rows, field.type)
-        else:
-            columns[field.name] = pa.array([0] * rows).cast(field.type)
-    return parquet_bytes(pa.table(columns))
 
 
 def test_a_dictionary_bomb_is_refused_before_its_strings_expand():
