@@ -63,14 +63,15 @@ def quarantined_share_check(check_name: str, asset_key: dg.AssetKey, outcome, li
     )
 
 
-def _earlier_event_ids(lake: LakeResource, partition_key: str) -> dict[str, str]:
-    """event_id -> partition for every event already validated on an earlier day."""
-    earlier: dict[str, str] = {}
+def _event_ids_of_other_days(lake: LakeResource, partition_key: str) -> dict[str, str]:
+    """event_id -> partition for every event already validated on another day, earlier or later:
+    days are not always ingested in order (a backfill, a rerun), and an event is valid in one day only."""
+    validated: dict[str, str] = {}
     for key in lake.stored_partitions(VALIDATED_KEY.path):
-        if key < partition_key:
+        if key != partition_key:
             ids = lake.read_table(VALIDATED_KEY.path, key, columns=["event_id"]).column("event_id")
-            earlier.update(dict.fromkeys(ids.to_pylist(), key))
-    return earlier
+            validated.update(dict.fromkeys(ids.to_pylist(), key))
+    return validated
 
 
 @dg.multi_asset(
@@ -84,7 +85,7 @@ def _earlier_event_ids(lake: LakeResource, partition_key: str) -> dict[str, str]
             automation_condition=dg.AutomationCondition.eager().with_label("eager"),
             description="Rows of raw_telemetry that pass every great-expectations rule of the telemetry "
             "contract (schema, imu length 1200, finite values, physical ranges, unique event_id, label "
-            "domain, timestamp inside the day, speed range, not ingested on an earlier day).",
+            "domain, timestamp inside the day, speed range, not validated on another day).",
         ),
         dg.AssetSpec(
             ROW_QUARANTINE_KEY,
@@ -129,7 +130,7 @@ def validated_telemetry(
     outcome = validate_telemetry_partition(
         raw,
         partition_day=dt.date.fromisoformat(partition_key),
-        already_ingested=_earlier_event_ids(lake, partition_key),
+        already_ingested=_event_ids_of_other_days(lake, partition_key),
     )
     valid_schema = TELEMETRY_SCHEMA.append(pa.field(SOURCE_FILE_COLUMN, pa.string()))
     quarantine_schema = valid_schema.append(pa.field("quarantine_reason", pa.string()))

@@ -208,3 +208,22 @@ def test_any_error_a_file_raises_in_the_reader_quarantines_that_file_only(platfo
     assert rows(res, raw_telemetry.key, DAY_1).num_rows == 20
     sidecar = store_root.join("quarantine", "telemetry", f"date={DAY_1}", f"b.parquet{SIDECAR_SUFFIX}")
     assert json.loads(store_root.read(sidecar))["reason"] == "RecursionError: maximum recursion depth exceeded"
+
+
+def test_an_event_in_a_day_ingested_after_the_next_day_is_valid_in_one_day_only(platform_resources, instance, store_root):
+    res = platform_resources
+    day2 = telemetry_table(30, DAY_2, seed=2, prefix="b")
+    land(store_root, res, DAY_2, "b.parquet", day2)
+    assert materialize(res, instance, DAY_2).success
+    resent = day2.slice(0, 1).to_pylist()[0]  # the same event, sent again in the earlier day's upload
+    resent["ts"] = telemetry_table(1, DAY_1).column("ts")[0].as_py()
+    day1 = pa.concat_tables([telemetry_table(20, DAY_1, seed=1, prefix="a"), pa.Table.from_pylist([resent], schema=day2.schema)])
+    land(store_root, res, DAY_1, "a.parquet", day1)
+
+    assert materialize(res, instance, DAY_1).success
+
+    valid_ids = set(rows(res, VALIDATED_KEY, DAY_1).column("event_id").to_pylist())
+    valid_ids &= set(rows(res, VALIDATED_KEY, DAY_2).column("event_id").to_pylist())
+    assert valid_ids == set()
+    quarantined = rows(res, ROW_QUARANTINE_KEY, DAY_1).to_pydict()
+    assert quarantined["event_id"] == [resent["event_id"]] and str(DAY_2) in quarantined["quarantine_reason"][0]
