@@ -37,6 +37,9 @@ def _sweep_md(results, best) -> str:
     return "\n".join(lines)
 
 
+REVIEW_COLUMNS = ["device_id", "event_id", "review_label"]
+
+
 def build_training_assets(spec: ModelSpec, features_key: dg.AssetKey) -> list[dg.AssetsDefinition]:
     dataset_key = dg.AssetKey([spec.name, "training_dataset"])
     candidate_key = dg.AssetKey([spec.name, "candidate_model"])
@@ -61,12 +64,12 @@ def build_training_assets(spec: ModelSpec, features_key: dg.AssetKey) -> list[dg
 
         reviews = pd.concat(
             [
-                lake.read_table(EDGE_FEEDBACK_KEY.path, batch, columns=["event_id", "review_label"]).to_pandas()
+                lake.read_table(EDGE_FEEDBACK_KEY.path, batch, columns=REVIEW_COLUMNS).to_pandas()
                 for batch in lake.stored_partitions(EDGE_FEEDBACK_KEY.path)
             ]
-            or [pd.DataFrame({"event_id": [], "review_label": []})],
+            or [pd.DataFrame({name: [] for name in REVIEW_COLUMNS})],
             ignore_index=True,
-        ).dropna().drop_duplicates("event_id", keep="last").set_index("event_id")["review_label"]
+        ).dropna().drop_duplicates(["device_id", "event_id"], keep="last").set_index(["device_id", "event_id"])["review_label"]
 
         partitions = sorted(set(lake.stored_partitions(VALIDATED_KEY.path)) & set(lake.stored_partitions(features_key.path)))
         if not partitions:
@@ -74,7 +77,7 @@ def build_training_assets(spec: ModelSpec, features_key: dg.AssetKey) -> list[dg
         frames, unlabelled = [], 0
         for partition in partitions:
             features = lake.read_table(features_key.path, partition).to_pandas()
-            labels = lake.read_table(VALIDATED_KEY.path, partition, columns=["event_id", "label"]).to_pandas()
+            labels = lake.read_table(VALIDATED_KEY.path, partition, columns=["event_id", "device_id", "label"]).to_pandas()
             labelled, dropped = labelled_rows(features, with_edge_reviews(labels, reviews), spec.class_names)
             labelled["partition"] = partition
             frames.append(labelled)

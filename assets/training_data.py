@@ -45,18 +45,25 @@ def labelled_rows(features: pd.DataFrame, labels: pd.DataFrame, class_names: Seq
     columns about the label (its source). A label outside `class_names` cannot reach here:
     validation quarantines it.
     """
-    joined = features.merge(labels, on="event_id", how="inner", validate="one_to_one")
+    keys = [name for name in ("event_id", "device_id") if name in labels.columns]
+    joined = features.merge(labels, on=keys, how="inner", validate="one_to_one")
     labelled = joined[joined["label"].notna()].copy()
     labelled["label_index"] = labelled["label"].map({name: i for i, name in enumerate(class_names)}).astype("int64")
     return labelled.reset_index(drop=True), int(len(joined) - len(labelled))
 
 
 def with_edge_reviews(labels: pd.DataFrame, reviews: pd.Series) -> pd.DataFrame:
-    """Telemetry labels completed with reviewers' labels from edge feedback (`reviews`: event_id ->
-    review_label). A telemetry label wins where both exist; `label_source` says where each came from."""
+    """Telemetry labels completed with reviewers' labels from edge feedback (`reviews`: review_label
+    indexed by (device_id, event_id)). A telemetry label wins where both exist; `label_source` says
+    where each came from.
+
+    A review labels an event only when it comes from the device that recorded it: event ids are
+    chosen by devices, so one device's upload must not label another device's events."""
     labels = labels.copy()
-    from_edge = labels["label"].isna() & labels["event_id"].isin(reviews.index)
-    labels.loc[from_edge, "label"] = labels.loc[from_edge, "event_id"].map(reviews)
+    keys = pd.MultiIndex.from_arrays([labels["device_id"], labels["event_id"]])
+    reviewed = pd.Series(reviews.reindex(keys).to_numpy(), index=labels.index)
+    from_edge = labels["label"].isna() & reviewed.notna()
+    labels.loc[from_edge, "label"] = reviewed[from_edge]
     labels["label_source"] = np.where(from_edge, "edge_feedback", np.where(labels["label"].notna(), "telemetry", None))
     return labels
 
