@@ -76,7 +76,9 @@ def _prod_resources() -> dict[str, Any]:
         "registry": ModelRegistryResource(uri=dg.EnvVar("FLEETML_REGISTRY_URI")),
         "artifacts": ArtifactStoreResource(uri=dg.EnvVar("FLEETML_ARTIFACTS_URI")),
         "signing_key": SigningKeyResource(
-            private_key_pem=dg.EnvVar("FLEETML_SIGNING_KEY"), public_key_pem=dg.EnvVar("FLEETML_SIGNING_PUBLIC_KEY")
+            private_key_pem=dg.EnvVar("FLEETML_SIGNING_KEY"),
+            private_key_passphrase=_optional_env("FLEETML_SIGNING_KEY_PASSPHRASE"),
+            public_key_pem=dg.EnvVar("FLEETML_SIGNING_PUBLIC_KEY"),
         ),
         "ref_io_manager": JsonRefIOManager(uri=dg.EnvVar("FLEETML_REFS_URI")),
         "alert_sink": AlertSinkResource(log_path=dg.EnvVar("FLEETML_ALERT_LOG"), webhook_url=_alert_webhook()),
@@ -115,9 +117,14 @@ def _production_spark_config() -> dict[str, str]:
     )
 
 
+def _optional_env(name: str) -> Any:
+    """`dg.EnvVar(name)` when the variable is set (read at run time, never stored), else None."""
+    return dg.EnvVar(name) if os.environ.get(name) else None
+
+
 def _alert_webhook() -> Any:
-    """`FLEETML_ALERT_WEBHOOK` when it is set (read at run time, never stored), else no webhook."""
-    return dg.EnvVar("FLEETML_ALERT_WEBHOOK") if os.environ.get("FLEETML_ALERT_WEBHOOK") else None
+    """`FLEETML_ALERT_WEBHOOK` when it is set, else no webhook."""
+    return _optional_env("FLEETML_ALERT_WEBHOOK")
 
 
 def schedule_status_for(environment: Environment) -> dg.DefaultScheduleStatus:

@@ -21,6 +21,9 @@ class SigningKeyResource(dg.ConfigurableResource):
     """The alias device profiles name in `trusted_key`."""
     dev_key_dir: str | None = None
     private_key_pem: str | None = None
+    private_key_passphrase: str | None = None
+    """Production: the passphrase of an encrypted `private_key_pem` (PKCS#8), from its own variable,
+    so the key at rest in a secret store is useless without a second secret."""
     public_key_pem: str | None = None
     """Production: the published public key of `key_alias`; devices ship with it."""
 
@@ -38,7 +41,7 @@ class SigningKeyResource(dg.ConfigurableResource):
         self._check()
         if self.is_dev_key:
             return ensure_dev_key_pair(self.dev_key_dir).private_key()
-        return load_private_key_pem(self.private_key_pem)
+        return load_private_key_pem(self.private_key_pem, self.private_key_passphrase)
 
     def trusted_public_key(self, alias: str) -> "Ed25519PublicKey":
         """The public key a device profile trusting `alias` holds."""
