@@ -73,9 +73,11 @@ def edge_feedback(
 ):
     """Read the batch the sensor registered (checking it is still the bytes the sensor hashed),
     conform it to the feedback contract and validate every row."""
+    import pandas as pd
     import pyarrow as pa
 
     from assets.feedback_expectations import validate_feedback_batch
+    from assets.live_metrics import new_reviewed_events
     from edge_packaging.feedback_contract import FEEDBACK_SCHEMA, conform_to_feedback_contract
     from edge_packaging.telemetry_contract import HARSH_EVENT_CLASSES
     from resources.landing_zone import UnreadableUpload, read_upload
@@ -101,6 +103,15 @@ def edge_feedback(
         FEEDBACK_ROW_QUARANTINE_KEY.path, partition, pa.Table.from_pandas(outcome.quarantined, schema=quarantine_schema, preserve_index=False)
     )
     reviewed = int(outcome.valid["review_label"].notna().sum())
+    earlier_reviews = [
+        lake.read_table(EDGE_FEEDBACK_KEY.path, batch, columns=["device_id", "event_id", "review_label"]).to_pandas()
+        for batch in lake.stored_partitions(EDGE_FEEDBACK_KEY.path)
+        if batch != partition
+    ]
+    new_reviewed = new_reviewed_events(
+        outcome.valid,
+        pd.concat(earlier_reviews, ignore_index=True) if earlier_reviews else outcome.valid.iloc[0:0],
+    )
     yield dg.MaterializeResult(
         asset_key=EDGE_FEEDBACK_KEY,
         metadata={
@@ -110,6 +121,7 @@ def edge_feedback(
             "rows_in": len(raw),
             "rows_quarantined": quarantined.rows,
             "reviewed_rows": reviewed,
+            "new_reviewed_rows": new_reviewed,
             "model_versions": sorted(outcome.valid["model_version"].unique().tolist()),
             "hardware_revs": sorted(outcome.valid["hardware_rev"].unique().tolist()),
         },

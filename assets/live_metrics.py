@@ -28,6 +28,23 @@ def _classification(reviewed: pd.DataFrame, class_names: Sequence[str]) -> dict:
     }
 
 
+EVENT_KEY: tuple[str, ...] = ("device_id", "event_id")
+
+
+def distinct_events(feedback: pd.DataFrame) -> pd.DataFrame:
+    """One row per (device, event, model version): a device that re-sends an event in a later batch
+    (a retry, an overlapping window) must not count it twice in live figures and gates."""
+    return feedback.drop_duplicates([*EVENT_KEY, "model_version"], keep="last")
+
+
+def new_reviewed_events(batch: pd.DataFrame, reviewed_before: pd.DataFrame) -> int:
+    """Reviewed events of `batch` not reviewed in any earlier batch (both carry `EVENT_KEY` and
+    `review_label`): the new labels a retraining trigger may count."""
+    reviewed = batch.loc[batch["review_label"].notna(), list(EVENT_KEY)].drop_duplicates()
+    before = reviewed_before.loc[reviewed_before["review_label"].notna(), list(EVENT_KEY)].drop_duplicates()
+    return int(len(reviewed.merge(before, on=list(EVENT_KEY), how="left", indicator=True).query("_merge == 'left_only'")))
+
+
 def performance_by_group(feedback: pd.DataFrame, class_names: Sequence[str], group_columns: Sequence[str]) -> dict:
     """Reviewed-event precision/recall per class and macro-F1, per group (`"a|b"` keys), or under
     `"all"` without groups. Only reviewed rows count: an unreviewed decision proves nothing."""

@@ -96,12 +96,17 @@ def build_monitoring_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
         budget, and every stage gate of the current rollout plan evaluated (pass/fail)."""
         import pandas as pd
 
-        from assets.live_metrics import evaluate_stage_gates, latency_by_revision, performance_by_group
+        from assets.live_metrics import (
+            distinct_events,
+            evaluate_stage_gates,
+            latency_by_revision,
+            performance_by_group,
+        )
 
         partitions = lake.stored_partitions(EDGE_FEEDBACK_KEY.path)
         columns = ["event_id", "device_id", "hardware_rev", "model_version", "predicted_label", "review_label", "inference_ms"]
         frames = [lake.read_table(EDGE_FEEDBACK_KEY.path, p, columns=columns).to_pandas() for p in partitions]
-        feedback = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
+        feedback = distinct_events(pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns))
         current_version = rollout_plan["bundle"]["version"]
         performance = performance_by_group(feedback, spec.class_names, ["model_version", "hardware_rev"])
         current = performance_by_group(feedback[feedback["model_version"] == current_version], spec.class_names, [])

@@ -50,7 +50,8 @@ def build_retraining_sensor(
             else None,
             live_reviewed=latest_live.get("reviewed_rows_current_version", 0) or 0,
             live_model_version=latest_live.get("model_version"),
-            new_labels=sum(_metadata(r).get("reviewed_rows", 0) for r in feedback),
+            # Events re-sent in a later batch were counted by the batch that first brought their review.
+            new_labels=sum(_metadata(r).get("new_reviewed_rows", 0) for r in feedback),
         )
         now = time.time()
         decision = decide(signals, state.get("labels_since_retrain", 0), policy, now, state.get("last_fired_at"))

@@ -5,6 +5,7 @@ import io
 import json
 
 import dagster as dg
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from feedback_uploads import feedback_table
@@ -59,3 +60,22 @@ def test_the_run_reads_its_upload_and_quarantines_a_bomb_the_sensor_let_through(
     assert not (tmp_path / "landing" / tag).exists()
     sidecar = tmp_path / "quarantine" / tag.replace(".parquet", f".parquet{SIDECAR_SUFFIX}")
     assert "over the limit of 256" in json.loads(sidecar.read_text())["reason"]
+
+
+def test_reviews_re_sent_in_a_later_batch_are_not_new_labels(tmp_path):
+    instance = dg.DagsterInstance.ephemeral()
+    resources = {
+        "lake": LakeResource(uri=str(tmp_path / "lake")),
+        "landing_zone": LandingZoneResource(landing_root=str(tmp_path / "landing"), quarantine_root=str(tmp_path / "quarantine")),
+    }
+    reviewed = feedback_table(rows=4, seed=1).set_column(11, "review_label", pa.array(["benign"] * 4))
+    new = {}
+    for batch, table in (("fb-first", reviewed), ("fb-retry", pa.concat_tables([reviewed, feedback_table(rows=2, seed=9)]))):
+        path = tmp_path / "landing" / "edge_feedback" / f"date={DAY}" / f"{batch}.parquet"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(table, path)
+        instance.add_dynamic_partitions(feedback_batches.name, [batch])
+        result = dg.materialize([edge_feedback], partition_key=batch, resources=resources, instance=instance)
+        metadata = result.asset_materializations_for_node("edge_feedback")[0].metadata
+        new[batch] = (metadata["reviewed_rows"].value, metadata["new_reviewed_rows"].value)
+    assert new == {"fb-first": (4, 4), "fb-retry": (4, 0)}

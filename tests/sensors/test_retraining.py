@@ -80,7 +80,7 @@ def test_without_drift_nothing_is_triggered(sensor_and_instance):
     cursor = None
     for batch in range(5):
         _report(instance, DRIFT, f"fb-{batch}", drifted_share=0.05)
-        _report(instance, FEEDBACK, f"fb-{batch}", reviewed_rows=50)
+        _report(instance, FEEDBACK, f"fb-{batch}", reviewed_rows=80, new_reviewed_rows=50)
         _report(instance, LIVE, None, live_macro_f1=0.93, live_min_recall=0.88, live_min_recall_class="harsh_turn",
                 reviewed_rows_current_version=300, model_version="1.1.0")
         result, cursor = tick(sensor, instance, cursor)
