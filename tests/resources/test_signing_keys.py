@@ -2,7 +2,13 @@
 
 import pytest
 
-from edge_packaging.signing import KeyLoadError, generate_private_key, key_id, private_key_to_pem, public_key_to_pem
+from edge_packaging.signing import (
+    KeyLoadError,
+    generate_private_key,
+    key_id,
+    private_key_to_pem,
+    public_key_to_pem,
+)
 from resources.signing_keys import SigningKeyResource
 
 
