@@ -4,12 +4,33 @@ Layout under the registry root (a local path, or any URI pyarrow's filesystems s
 
     <model_name>/versions/<version_id>/<file>         the artifact files, never overwritten
     <model_name>/versions/<version_id>/version.json   written last: a version exists once this does
-    <model_name>/history.jsonl                        one JSON line per alias change, append-only
+    <model_name>/history.jsonl                        one JSON line per registration or alias change
+    <model_name>/history.head.json                    the number and sha256 of the latest line
     <model_name>/aliases.json                         alias -> version_id, a cache for people and tools
 
 `version_id` is the sha256 of the canonical JSON `{"files": {name: sha256, ...}}` (keys sorted, no
 spaces), so registering the same files again finds the existing version, and a `version.json` whose
 hashes were edited no longer matches the directory it sits in.
+
+The history is a hash chain: every line carries `prev`, the sha256 of the previous line's bytes (the
+first line: the sha256 of `fleetml registry history of <model_name>`, so a history copied from another
+model does not fit either), and every read verifies the whole chain. An edited, inserted, deleted or
+reordered line breaks the link of the line after it; the last line has no line after it, so
+`history.head.json` records it (line count and sha256), written after each append. A crash between an
+append and its head leaves one line past the head, which is accepted (so is, therefore, one line added
+at the end by hand); the next write anchors it before appending, so two lines past the head, a missing
+head or a shorter history are tampering.
+
+`metadata`, `sequence` and `created_at` are outside the content address, so registration appends a
+`register` line carrying the sha256 of the whole record (canonical JSON) before it publishes
+`version.json`, and every load of a version checks the record against it. The digest sits in the chain
+rather than in `version.json` itself because a digest beside the data is recomputed by whoever edits
+the data; one in the chain can only be changed by rewriting every later line and the head. A crash
+between that line and `version.json` leaves an invisible version whose registration, retried, appends
+a line of its own; any registered digest of the version is accepted.
+
+None of this is a signature: someone who can write the store and recomputes the chain and its head is
+not caught. That needs a key kept outside the store; this detects edits of the stored files.
 
 Aliases are always derived by replaying `history.jsonl`: the history is the record, and
 `aliases.json` is rewritten after every change only so that people and other tools can read the
@@ -20,8 +41,9 @@ Concurrency: on a local path, registrations and alias changes of one model take 
 (`<model_name>/.lock`, flock) and publish `version.json` with a no-clobber link, so concurrent writers
 (threads or processes) are safe and sequence numbers are unique. Object stores offer pyarrow no lock
 and no conditional write: there, writes are atomic per object but two writers of the same model at the
-same instant can race (same content: the last `version.json` wins; alias changes: one history line can
-be lost). Production serializes registry writers per model (one promoting run at a time).
+same instant can race: one history line can be lost, which the chain then reports as tampering (a
+version whose `register` line was lost, or a head that records the other writer's line). Production
+serializes registry writers per model (one registering or promoting run at a time).
 """
 
 import contextlib
@@ -43,14 +65,18 @@ import dagster as dg
 
 VERSION_FILE = "version.json"
 HISTORY_FILE = "history.jsonl"
+HEAD_FILE = "history.head.json"
 ALIASES_FILE = "aliases.json"
 LOCK_FILE = ".lock"
 FORMAT_VERSION = 1
 MIN_PREFIX_CHARS = 8
 SHORT_ID_CHARS = 12
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-_HEX_PREFIX = re.compile(r"^[0-9a-f]+$")
+# Used with fullmatch only: `$` also matches before a trailing newline, so `re.match` took "champion\n".
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+_HEX_PREFIX = re.compile(r"[0-9a-f]+")
+ALIAS_ACTIONS = ("set_alias", "rollback")
+REGISTER_ACTION = "register"
 
 
 class RegistryError(Exception):
@@ -74,7 +100,7 @@ class NoPreviousVersionError(RegistryError):
 
 
 class TamperedRegistryError(RegistryError):
-    """Stored bytes do not match their recorded sha256 (or a record does not match its address)."""
+    """Stored bytes do not match their recorded sha256, a record its address or the history its chain."""
 
 
 class RegistrationMetadataIgnored(UserWarning):
@@ -121,8 +147,8 @@ class HistoryEvent:
     run_id: str | None = None
     action: str = "set_alias"
 
-    def to_json_line(self) -> bytes:
-        record = {
+    def to_record(self) -> dict[str, Any]:
+        return {
             "at": self.at.isoformat(),
             "alias": self.alias,
             "version_id": self.version_id,
@@ -132,10 +158,11 @@ class HistoryEvent:
             "run_id": self.run_id,
             "action": self.action,
         }
-        return (json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> "HistoryEvent":
+        if record["action"] not in ALIAS_ACTIONS:
+            raise ValueError(f"unknown action {record['action']!r}")
         return cls(
             at=dt.datetime.fromisoformat(record["at"]),
             alias=record["alias"],
@@ -144,8 +171,19 @@ class HistoryEvent:
             actor=record["actor"],
             reason=record["reason"],
             run_id=record.get("run_id"),
-            action=record.get("action", "set_alias"),
+            action=record["action"],
         )
+
+
+@dataclass(frozen=True)
+class _History:
+    """A verified `history.jsonl`: its alias changes, registered record digests, and chain end."""
+
+    events: list[HistoryEvent]
+    record_sha256s: Mapping[str, frozenset[str]]  # version_id -> digests of its registered records
+    line_count: int
+    anchored_lines: int  # lines covered by the head
+    last_sha256: str  # the next line's `prev`
 
 
 def compute_version_id(file_sha256s: Mapping[str, str]) -> str:
@@ -162,12 +200,26 @@ def replay_aliases(events: "list[HistoryEvent]") -> dict[str, str]:
     return aliases
 
 
+def _canonical_json(record: Mapping[str, Any]) -> bytes:
+    return json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _record_sha256(record: Mapping[str, Any]) -> str:
+    """The digest of a whole `version.json` record, as its `register` history line carries it."""
+    return hashlib.sha256(_canonical_json(record)).hexdigest()
+
+
+def _genesis_sha256(model_name: str) -> str:
+    """The `prev` of a model's first history line."""
+    return hashlib.sha256(f"fleetml registry history of {model_name}".encode()).hexdigest()
+
+
 def _utc_now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 def _check_name(kind: str, value: str) -> str:
-    if not isinstance(value, str) or not _NAME.match(value) or value in {VERSION_FILE}:
+    if not isinstance(value, str) or not _NAME.fullmatch(value) or value in {VERSION_FILE}:
         raise ValueError(
             f"invalid {kind} {value!r}: use letters, digits, '.', '_' or '-', starting with a letter or digit"
         )
@@ -229,10 +281,11 @@ class ModelRegistry:
                     raise TamperedRegistryError(f"{self._store.uri_of(path)} exists with other content")
 
         with self._store.lock(model_name):
-            existing = self._existing(model_name, version_id, metadata_json)
+            history = self._read_history(model_name)
+            existing = self._existing(model_name, version_id, metadata_json, history)
             if existing is not None:
                 return existing
-            sequence = max((v.sequence for v in self._load_versions(model_name)), default=0) + 1
+            sequence = max((v.sequence for v in self._load_versions(model_name, history)), default=0) + 1
             record = {
                 "format": FORMAT_VERSION,
                 "version_id": version_id,
@@ -242,6 +295,17 @@ class ModelRegistry:
                 "files": entries,
                 "metadata": metadata_json,
             }
+            # The register line is the commit: a version.json no register line vouches for is tampered.
+            self._append_history(
+                model_name,
+                history,
+                {
+                    "action": REGISTER_ACTION,
+                    "at": record["created_at"],
+                    "version_id": version_id,
+                    "record_sha256": _record_sha256(record),
+                },
+            )
             body = json.dumps(record, indent=2, sort_keys=True, ensure_ascii=False).encode() + b"\n"
             if not self._store.publish(posixpath.join(directory, VERSION_FILE), body):
                 # Only without a lock (object stores): a concurrent writer committed it first.
@@ -264,7 +328,7 @@ class ModelRegistry:
         return sorted(
             name
             for name in self._store.list_dirs("")
-            if _NAME.match(name) and self._store.list_dirs(posixpath.join(name, "versions"))
+            if _NAME.fullmatch(name) and self._store.list_dirs(posixpath.join(name, "versions"))
         )
 
     def read_file(self, model_name: str, version_id: str, name: str) -> bytes:
@@ -297,18 +361,20 @@ class ModelRegistry:
     def history(self, model_name: str, alias: str | None = None) -> list[HistoryEvent]:
         """Alias changes in the order they happened, optionally for one alias only."""
         self._require_model(model_name)
-        events = self._read_history(model_name)
+        events = self._read_history(model_name).events
         return [event for event in events if alias is None or event.alias == alias]
 
     def aliases(self, model_name: str) -> dict[str, str]:
         """Every alias of `model_name` and the version id it points at, replayed from the history."""
         self._require_model(model_name)
-        return replay_aliases(self._read_history(model_name))
+        return replay_aliases(self._read_history(model_name).events)
 
     def alias(self, model_name: str, alias: str) -> ModelVersion | None:
         """The version `alias` points at, or None when it was never set."""
-        version_id = self.aliases(model_name).get(alias)
-        return None if version_id is None else self._load_version(model_name, version_id)
+        self._require_model(model_name)
+        history = self._read_history(model_name)
+        version_id = replay_aliases(history.events).get(alias)
+        return None if version_id is None else self._load_version(model_name, version_id, history)
 
     def set_alias(
         self,
@@ -365,7 +431,8 @@ class ModelRegistry:
         self._require_model(model_name)
         target = None if version_id is None else self.version(model_name, version_id).version_id
         with self._store.lock(model_name):
-            events = self._read_history(model_name)
+            history = self._read_history(model_name)
+            events = history.events
             aliases = replay_aliases(events)
             current = aliases.get(alias)
             if target is None:
@@ -389,25 +456,92 @@ class ModelRegistry:
                 action=action,
             )
             # The history line is the commit; the alias cache follows it and is only ever derived.
-            self._store.append_line(posixpath.join(model_name, HISTORY_FILE), event.to_json_line())
+            self._append_history(model_name, history, event.to_record())
             aliases[alias] = target
             cache = json.dumps(aliases, indent=2, sort_keys=True).encode() + b"\n"
             self._store.replace(posixpath.join(model_name, ALIASES_FILE), cache)
             return event
 
-    def _read_history(self, model_name: str) -> list[HistoryEvent]:
+    def _read_history(self, model_name: str) -> _History:
+        """The history of `model_name`, its hash chain and head verified line by line."""
         data = self._store.read(posixpath.join(model_name, HISTORY_FILE)) or b""
         # A last line without its newline is a write that never completed: not part of the history.
         complete = data[: data.rfind(b"\n") + 1]
-        events = []
+        where = f"{model_name}/{HISTORY_FILE}"
+        events: list[HistoryEvent] = []
+        record_sha256s: dict[str, set[str]] = {}
+        line_sha256s = [_genesis_sha256(model_name)]
         for number, line in enumerate(complete.splitlines(), start=1):
             try:
-                events.append(HistoryEvent.from_record(json.loads(line)))
-            except (ValueError, KeyError, TypeError) as error:
+                record = json.loads(line)
+                prev = record.pop("prev")
+                if record["action"] == REGISTER_ACTION:
+                    digests = record_sha256s.setdefault(record["version_id"], set())
+                    digests.add(record["record_sha256"])
+                else:
+                    events.append(HistoryEvent.from_record(record))
+            except (ValueError, KeyError, TypeError, AttributeError) as error:
                 raise TamperedRegistryError(
-                    f"{model_name}/{HISTORY_FILE} line {number} is not a history event: {error}"
+                    f"{where} line {number} is not a history line ({type(error).__name__}: {error})"
                 ) from error
-        return events
+            if prev != line_sha256s[-1]:
+                follows = f"line {number - 1}" if number > 1 else "the start of the history"
+                raise TamperedRegistryError(
+                    f"{where} line {number} does not follow {follows} "
+                    "(a line was edited, inserted, deleted or reordered): tampered registry"
+                )
+            line_sha256s.append(hashlib.sha256(line).hexdigest())
+        anchored_lines = self._verify_head(model_name, line_sha256s)
+        return _History(
+            events=events,
+            record_sha256s={version_id: frozenset(digests) for version_id, digests in record_sha256s.items()},
+            line_count=len(line_sha256s) - 1,
+            anchored_lines=anchored_lines,
+            last_sha256=line_sha256s[-1],
+        )
+
+    def _verify_head(self, model_name: str, line_sha256s: list[str]) -> int:
+        """How many lines the head covers, after checking that the history still ends as it recorded."""
+        where = f"{model_name}/{HISTORY_FILE}"
+        line_count = len(line_sha256s) - 1
+        data = self._store.read(posixpath.join(model_name, HEAD_FILE))
+        try:
+            head = json.loads(data) if data is not None else {"lines": 0, "sha256": line_sha256s[0]}
+            anchored_lines, head_sha256 = int(head["lines"]), head["sha256"]
+        except (ValueError, KeyError, TypeError) as error:
+            raise TamperedRegistryError(f"{model_name}/{HEAD_FILE} is unreadable: {error}") from error
+        if anchored_lines > line_count:
+            raise TamperedRegistryError(
+                f"{where} has {line_count} lines but its head records {anchored_lines}: "
+                "lines were deleted from its end: tampered registry"
+            )
+        if line_sha256s[anchored_lines] != head_sha256:
+            raise TamperedRegistryError(
+                f"{where} line {anchored_lines} is not the line its head records: tampered registry"
+            )
+        if line_count - anchored_lines > 1:
+            raise TamperedRegistryError(
+                f"{where} lines {anchored_lines + 1} to {line_count} are past its head "
+                "(only one interrupted append can be): tampered registry"
+            )
+        return anchored_lines
+
+    def _append_history(self, model_name: str, history: _History, record: Mapping[str, Any]) -> None:
+        """Append `record` to the verified `history` as a chained line, then move the head onto it.
+
+        Callers hold the model lock. A line left past the head by an interrupted append is anchored
+        first, so that at most one line is ever past the head.
+        """
+        if history.anchored_lines < history.line_count:
+            self._write_head(model_name, history.line_count, history.last_sha256)
+        line = _canonical_json({**record, "prev": history.last_sha256})
+        self._store.append_line(posixpath.join(model_name, HISTORY_FILE), line + b"\n")
+        self._write_head(model_name, history.line_count + 1, hashlib.sha256(line).hexdigest())
+
+    def _write_head(self, model_name: str, lines: int, sha256: str) -> None:
+        self._store.replace(
+            posixpath.join(model_name, HEAD_FILE), _canonical_json({"lines": lines, "sha256": sha256})
+        )
 
     def _version_dir(self, model_name: str, version_id: str) -> str:
         return posixpath.join(model_name, "versions", version_id)
@@ -416,16 +550,19 @@ class ModelRegistry:
         return [
             name
             for name in self._store.list_dirs(posixpath.join(model_name, "versions"))
-            if len(name) == 64 and _HEX_PREFIX.match(name)
+            if len(name) == 64 and _HEX_PREFIX.fullmatch(name)
         ]
 
-    def _load_versions(self, model_name: str) -> list[ModelVersion]:
+    def _load_versions(self, model_name: str, history: _History | None = None) -> list[ModelVersion]:
         _check_name("model name", model_name)
+        version_ids = self._version_ids(model_name)
+        if history is None and version_ids:
+            history = self._read_history(model_name)
         versions = []
-        for version_id in self._version_ids(model_name):
+        for version_id in version_ids:
             record = self._read_record(model_name, version_id)
             if record is not None:  # a directory without version.json is a registration in progress
-                versions.append(self._version_from_record(model_name, version_id, record))
+                versions.append(self._registered_version(model_name, version_id, record, history))
         return sorted(versions, key=lambda version: (version.sequence, version.version_id))
 
     def _read_record(self, model_name: str, version_id: str) -> dict[str, Any] | None:
@@ -439,11 +576,27 @@ class ModelRegistry:
                 f"{model_name} {version_id[:SHORT_ID_CHARS]}: unreadable {VERSION_FILE}"
             ) from error
 
-    def _load_version(self, model_name: str, version_id: str) -> ModelVersion:
+    def _load_version(
+        self, model_name: str, version_id: str, history: _History | None = None
+    ) -> ModelVersion:
         record = self._read_record(model_name, version_id)
         if record is None:
             raise UnknownVersionError(f"{model_name} has no version {version_id}")
-        return self._version_from_record(model_name, version_id, record)
+        return self._registered_version(model_name, version_id, record, history)
+
+    def _registered_version(
+        self, model_name: str, version_id: str, record: Mapping[str, Any], history: _History | None
+    ) -> ModelVersion:
+        """The version of `record`, once the history vouches for the whole record, not only its files."""
+        version = self._version_from_record(model_name, version_id, record)
+        if history is None:
+            history = self._read_history(model_name)
+        if _record_sha256(record) not in history.record_sha256s.get(version_id, frozenset()):
+            raise TamperedRegistryError(
+                f"{model_name}/versions/{version_id}/{VERSION_FILE} is not the record registered in "
+                f"{HISTORY_FILE} (metadata, sequence or created_at edited?): tampered registry"
+            )
+        return version
 
     def _version_from_record(
         self, model_name: str, version_id: str, record: Mapping[str, Any]
@@ -468,11 +621,17 @@ class ModelRegistry:
             metadata=MappingProxyType(dict(record.get("metadata") or {})),
         )
 
-    def _existing(self, model_name: str, version_id: str, metadata: Mapping[str, Any]) -> ModelVersion | None:
+    def _existing(
+        self,
+        model_name: str,
+        version_id: str,
+        metadata: Mapping[str, Any],
+        history: _History | None = None,
+    ) -> ModelVersion | None:
         record = self._read_record(model_name, version_id)
         if record is None:
             return None
-        version = self._version_from_record(model_name, version_id, record)
+        version = self._registered_version(model_name, version_id, record, history)
         if dict(version.metadata) != dict(metadata):
             warnings.warn(
                 f"{model_name} {version.short_id} is already registered (sequence {version.sequence}) with "
@@ -485,7 +644,7 @@ class ModelRegistry:
     def _resolve(self, model_name: str, version_id: str) -> str:
         _check_name("model name", model_name)
         prefix = str(version_id).strip().lower()
-        if len(prefix) < MIN_PREFIX_CHARS or not _HEX_PREFIX.match(prefix):
+        if len(prefix) < MIN_PREFIX_CHARS or not _HEX_PREFIX.fullmatch(prefix):
             raise UnknownVersionError(
                 f"{model_name}: {version_id!r} is not a version id or a prefix of at least "
                 f"{MIN_PREFIX_CHARS} hex characters"
@@ -527,11 +686,9 @@ class _Store:
 
     def publish(self, path: str, data: bytes) -> bool:
         """Write `path` atomically unless it exists; True when this call created it."""
-        ...
 
     def replace(self, path: str, data: bytes) -> None:
         """Write `path` atomically, replacing it."""
-        ...
 
     def append_line(self, path: str, line: bytes) -> None: ...
 

@@ -135,3 +135,19 @@ def test_the_cli_finds_the_registry_through_fleetml_home(populated, capsys, monk
     monkeypatch.setenv("FLEETML_HOME", str(Path(root).parent))
     assert registry_cli.main(["list", MODEL]) == 0
     assert v1[:12] in capsys.readouterr().out
+
+
+def test_a_tampered_history_is_reported_in_one_line_and_nothing_is_recorded(populated, capsys):
+    root, (v1, v2, _) = populated
+    for version, reason in ((v1, "first"), (v2, "second")):
+        assert registry_cli.main(["--registry", root, "promote", MODEL, version, "--reason", reason]) == 0
+    history = Path(root) / MODEL / "history.jsonl"
+    history.write_bytes(history.read_bytes().replace(b'"reason":"first"', b'"reason":"signed off"'))
+    edited = history.read_bytes()
+    capsys.readouterr()
+    for command in (["list", MODEL], ["history", MODEL], ["rollback", MODEL, "--reason", "undo"]):
+        assert registry_cli.main(["--registry", root, *command]) == 1
+        error = capsys.readouterr().err
+        assert "line 5 does not follow line 4" in error and "tampered registry" in error
+        assert len(error.strip().splitlines()) == 1
+    assert history.read_bytes() == edited

@@ -60,7 +60,8 @@ def _replay(history: bytes) -> dict[str, str]:
     aliases = {}
     for line in history.decode().splitlines():
         record = json.loads(line)
-        aliases[record["alias"]] = record["version_id"]
+        if record["action"] != "register":
+            aliases[record["alias"]] = record["version_id"]
     return aliases
 
 
@@ -76,8 +77,10 @@ def test_version_id_is_the_hash_of_file_names_and_hashes_and_registration_is_ide
             separators=(",", ":"),
         ).encode()
     ).hexdigest()
-    assert first.version_id == expected == compute_version_id(
-        {name: entry.sha256 for name, entry in first.files.items()}
+    assert (
+        first.version_id
+        == expected
+        == compute_version_id({name: entry.sha256 for name, entry in first.files.items()})
     )
     assert first.short_id == expected[:12] and first.sequence == 1
     assert first.files["model.skops"].size_bytes == len(files["model.skops"])
@@ -193,9 +196,19 @@ def test_aliases_history_and_rollback(registry, registry_root):
     explicit = registry.rollback(MODEL, "champion", v3.short_id, actor="ops", reason="pin v3")
     assert explicit.version_id == v3.version_id and registry.alias(MODEL, "challenger") == v3
 
-    lines = _history_bytes(registry_root[1]).decode().splitlines()
-    assert len(lines) == 6 and set(json.loads(lines[0])) == {
-        "at", "alias", "version_id", "previous_version_id", "actor", "reason", "run_id", "action",
+    lines = [json.loads(line) for line in _history_bytes(registry_root[1]).decode().splitlines()]
+    assert [line["action"] for line in lines[:3]] == ["register"] * 3
+    assert set(lines[0]) == {"action", "at", "version_id", "record_sha256", "prev"}
+    assert len(lines) == 9 and set(lines[3]) == {
+        "at",
+        "alias",
+        "version_id",
+        "previous_version_id",
+        "actor",
+        "reason",
+        "run_id",
+        "action",
+        "prev",
     }
     assert [e.version_id for e in registry.history(MODEL, "champion")] == [
         v.version_id for v in (v1, v2, v1, v2, v3)
@@ -215,11 +228,16 @@ def test_aliases_history_and_rollback(registry, registry_root):
 
 
 def test_names_cannot_escape_the_registry(registry):
-    for bad in ("../escape", "a/b", ".hidden", ""):
+    version = registry.register(MODEL, _files("a"), {})
+    # `re.match` with `$` accepted a trailing newline: "champion\n" was an alias of its own.
+    for bad in ("champion\n", "../escape", "a/b", "..", ".hidden", ""):
         with pytest.raises(ValueError, match="invalid"):
             registry.register(bad, _files("a"), {})
         with pytest.raises(ValueError, match="invalid"):
             registry.register(MODEL, {bad: b"x"}, {})
+        with pytest.raises(ValueError, match="invalid"):
+            registry.set_alias(MODEL, bad, version.version_id, "trainer", "bad alias")
+    assert registry.history(MODEL) == []
     with pytest.raises(ValueError, match="invalid"):
         registry.register(MODEL, {"version.json": b"{}"}, {})
     with pytest.raises(ValueError, match="plain JSON"):
@@ -264,8 +282,126 @@ def test_a_torn_history_line_is_not_history_and_is_cut_before_the_next_append(tm
     assert registry.alias(MODEL, "champion") == v1
     registry.set_alias(MODEL, "champion", v2.version_id, "trainer", "second")
     data = history.read_bytes()
-    assert data.startswith(committed) and len(data.splitlines()) == 2
+    assert data.startswith(committed) and len(data.splitlines()) == 4  # two registrations, two changes
     assert _replay(data) == {"champion": v2.version_id}
+
+
+def _promoted_history(registry: ModelRegistry) -> list:
+    """Five history lines: two registrations, then champion v1 (by trainer), v2, and a rollback."""
+    v1, v2 = (registry.register(MODEL, _files(tag), {}) for tag in "ab")
+    registry.set_alias(MODEL, "champion", v1.version_id, "trainer", "first")
+    registry.set_alias(MODEL, "champion", v2.version_id, "trainer", "better")
+    registry.rollback(MODEL, actor="ops", reason="false alarms")
+    return [v1, v2]
+
+
+def _edit_line(number: int, old: bytes, new: bytes):
+    def edit(lines: list[bytes]) -> list[bytes]:
+        assert old in lines[number - 1]
+        return [*lines[: number - 1], lines[number - 1].replace(old, new), *lines[number:]]
+
+    return edit
+
+
+HISTORY_EDITS = {
+    "who promoted": (_edit_line(3, b'"actor":"trainer"', b'"actor":"ops"'), "line 4 does not follow line 3"),
+    "why": (_edit_line(4, b'"reason":"better"', b'"reason":"worse"'), "line 5 does not follow line 4"),
+    "the last line": (
+        _edit_line(5, b'"actor":"ops"', b'"actor":"trainer"'),
+        "line 5 is not the line its head",
+    ),
+    "a deleted line": (lambda lines: lines[:2] + lines[3:], "line 3 does not follow line 2"),
+    "a deleted last line": (lambda lines: lines[:4], "has 4 lines but its head records 5"),
+    "reordered lines": (
+        lambda lines: [*lines[:2], lines[3], lines[2], lines[4]],
+        "line 3 does not follow line 2",
+    ),
+    "an inserted line": (lambda lines: [*lines[:3], lines[2], *lines[3:]], "line 4 does not follow line 3"),
+}
+
+
+@pytest.mark.parametrize("edit", HISTORY_EDITS, ids=list(HISTORY_EDITS))
+def test_an_edited_history_is_detected_on_every_read_naming_the_line(registry, registry_root, edit):
+    v1, _ = _promoted_history(registry)
+    history = registry_root[1] / MODEL / "history.jsonl"
+    change, message = HISTORY_EDITS[edit]
+    history.write_bytes(b"".join(line + b"\n" for line in change(history.read_bytes().splitlines())))
+    edited = history.read_bytes()
+
+    for read in (registry.history, registry.aliases, lambda model: registry.alias(model, "champion")):
+        with pytest.raises(TamperedRegistryError, match=message):
+            read(MODEL)
+    with pytest.raises(TamperedRegistryError, match=message):
+        registry.set_alias(MODEL, "challenger", v1.version_id, "ops", "nothing is appended to it")
+    assert history.read_bytes() == edited
+
+
+def test_a_changed_version_id_in_a_promotion_is_detected(registry, registry_root):
+    v1, _ = _promoted_history(registry)
+    history = registry_root[1] / MODEL / "history.jsonl"
+    lines = history.read_bytes().splitlines()
+    record = json.loads(lines[3])  # champion v1 -> v2
+    record["version_id"] = v1.version_id
+    lines[3] = json.dumps(record, sort_keys=True, separators=(",", ":")).encode()
+    history.write_bytes(b"".join(line + b"\n" for line in lines))
+    with pytest.raises(TamperedRegistryError, match="line 5 does not follow line 4"):
+        registry.aliases(MODEL)
+
+
+def test_a_history_without_its_head_is_detected(registry, registry_root):
+    _promoted_history(registry)
+    (registry_root[1] / MODEL / "history.head.json").unlink()
+    with pytest.raises(TamperedRegistryError, match="lines 1 to 5 are past its head"):
+        registry.aliases(MODEL)
+
+
+def test_an_append_interrupted_before_its_head_is_kept_and_anchored_by_the_next(
+    registry, registry_root, monkeypatch
+):
+    v1, v2 = (registry.register(MODEL, _files(tag), {}) for tag in "ab")
+    store = registry._store
+    real_replace = store.replace
+
+    def crash_on_head(path, data):
+        if path.endswith("history.head.json"):
+            raise OSError("power cut")
+        real_replace(path, data)
+
+    monkeypatch.setattr(store, "replace", crash_on_head)
+    with pytest.raises(OSError, match="power cut"):
+        registry.set_alias(MODEL, "champion", v1.version_id, "trainer", "first")
+    monkeypatch.setattr(store, "replace", real_replace)
+
+    assert registry.alias(MODEL, "champion") == v1  # the line past the head is history
+    registry.set_alias(MODEL, "champion", v2.version_id, "trainer", "second")
+    head = json.loads((registry_root[1] / MODEL / "history.head.json").read_text())
+    last = _history_bytes(registry_root[1]).splitlines()[-1]
+    assert head == {"lines": 4, "sha256": hashlib.sha256(last).hexdigest()}
+    assert registry.alias(MODEL, "champion") == v2
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [("metadata", {"metrics": {"f1": 0.99}}), ("sequence", 7), ("created_at", "2020-01-01T00:00:00+00:00")],
+)
+def test_an_edited_version_record_is_detected_on_read(registry, registry_root, field, value):
+    version = registry.register(MODEL, _files("a"), {"metrics": {"f1": 0.71}})
+    registry.set_alias(MODEL, "challenger", version.version_id, "trainer", "candidate")
+    version_json = registry_root[1] / MODEL / "versions" / version.version_id / "version.json"
+    record = json.loads(version_json.read_text())
+    record[field] = value
+    version_json.write_text(json.dumps(record, indent=2, sort_keys=True))
+
+    message = "not the record registered in history.jsonl"
+    for read in (
+        lambda: registry.version(MODEL, version.short_id),
+        lambda: registry.versions(MODEL),
+        lambda: registry.alias(MODEL, "challenger"),
+        lambda: registry.read_file(MODEL, version.version_id, "model.skops"),
+        lambda: registry.register(MODEL, _files("a"), {"metrics": {"f1": 0.71}}),
+    ):
+        with pytest.raises(TamperedRegistryError, match=message):
+            read()
 
 
 ALIASES = st.sampled_from(["champion", "challenger"])

@@ -1,13 +1,20 @@
 import json
 import socket
 import threading
-from http.server import BaseHTTPRequestHandler, HTTPServer
+import time
+import traceback
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import dagster as dg
 import pytest
 
-from resources.alert_sink import AlertSinkResource
+from resources.alert_sink import (
+    AlertSinkResource,
+    AlertWebhookConfigError,
+    checked_webhook_url,
+)
 from sensors.alerts import SENSOR_NAME, run_failure_alert_sensor
 
 
@@ -20,25 +27,38 @@ def no_proxy(monkeypatch):
 
 
 class Webhook:
-    """A local HTTP endpoint that records every POST body and answers with `status`."""
+    """A local HTTP endpoint on 127.0.0.1 that records every request and answers with an empty `status`,
+    or through `answer(handler)` when given (redirects, dripping or huge answers)."""
 
-    def __init__(self, status: int = 204):
+    def __init__(self, status: int = 204, answer: Callable[[BaseHTTPRequestHandler], None] | None = None):
         self.bodies: list[dict] = []
         self.content_types: list[str] = []
+        self.requests: list[tuple[str, str]] = []  # (method, path), redirected ones included
+        self.answered = threading.Event()  # set once an answer ends, however it ends
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):
-                length = int(self.headers["Content-Length"])
-                outer.bodies.append(json.loads(self.rfile.read(length)))
-                outer.content_types.append(self.headers["Content-Type"])
-                self.send_response(status)
-                self.end_headers()
+                outer.requests.append((self.command, self.path))
+                length = int(self.headers.get("Content-Length") or 0)
+                if length:
+                    outer.bodies.append(json.loads(self.rfile.read(length)))
+                    outer.content_types.append(self.headers["Content-Type"])
+                try:
+                    if answer is None:
+                        self.send_response(status)
+                        self.end_headers()
+                    else:
+                        answer(self)
+                finally:
+                    outer.answered.set()
+
+            do_GET = do_POST  # a followed 302 turns the POST into a GET
 
             def log_message(self, *args):
                 pass
 
-        self.server = HTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_port}/hooks/T0KEN-secret"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
@@ -68,7 +88,9 @@ def score_feedback():
     raise RuntimeError("feedback batch b-17 has no rows\nsecond line of detail")
 
 
-@dg.job(tags={"fleetml/trigger": "edge_feedback_sensor", "fleetml/feedback_file": "edge_feedback/b-17.parquet"})
+@dg.job(
+    tags={"fleetml/trigger": "edge_feedback_sensor", "fleetml/feedback_file": "edge_feedback/b-17.parquet"}
+)
 def feedback_scoring_job():
     score_feedback()
 
@@ -103,7 +125,9 @@ def test_a_failed_run_posts_its_alert_to_the_webhook_and_the_log(tmp_path):
     assert posted["run_id"] == context.dagster_run.run_id
     assert posted["job_name"] == "feedback_scoring_job"
     assert posted["error"] == "RuntimeError: feedback batch b-17 has no rows"
-    assert posted["failed_steps"] == [{"step_key": "score_feedback", "error": "RuntimeError: feedback batch b-17 has no rows"}]
+    assert posted["failed_steps"] == [
+        {"step_key": "score_feedback", "error": "RuntimeError: feedback batch b-17 has no rows"}
+    ]
     assert posted["tags"]["fleetml/trigger"] == "edge_feedback_sensor"
     assert posted["tags"]["fleetml/feedback_file"] == "edge_feedback/b-17.parquet"
     assert posted["at"]
@@ -156,4 +180,126 @@ def test_alerts_append_one_whole_line_each_from_concurrent_senders(tmp_path):
         thread.join()
 
     lines = log_lines(log_path)
-    assert sorted((line["worker"], line["i"]) for line in lines) == [(w, i) for w in range(4) for i in range(25)]
+    assert sorted((line["worker"], line["i"]) for line in lines) == [
+        (w, i) for w in range(4) for i in range(25)
+    ]
+
+
+def test_a_redirect_is_a_delivery_failure_and_is_never_followed(tmp_path):
+    log_path = tmp_path / "alerts.jsonl"
+
+    def redirect_inwards(handler: BaseHTTPRequestHandler) -> None:
+        handler.send_response(302)
+        handler.send_header("Location", f"http://127.0.0.1:{handler.server.server_port}/internal/admin")
+        handler.send_header("Content-Length", "0")
+        handler.end_headers()
+
+    with Webhook(answer=redirect_inwards) as webhook:
+        sink = AlertSinkResource(log_path=str(log_path), webhook_url=webhook.url)
+        delivered = sink.send({"run_id": "r-1"})
+
+    assert delivered is False
+    assert webhook.requests == [("POST", "/hooks/T0KEN-secret")]  # the redirect target received nothing
+    _, failure_line = log_lines(log_path)
+    assert "302" in failure_line["error"] and "redirect not followed" in failure_line["error"]
+    assert "T0KEN" not in json.dumps(failure_line)
+
+
+def test_a_dripping_webhook_cannot_hold_the_sender_past_its_deadline(tmp_path):
+    """Each byte comes well inside any socket timeout; only a deadline on the whole delivery ends it."""
+    log_path = tmp_path / "alerts.jsonl"
+    deadline_s = 1.0
+
+    def drip(handler: BaseHTTPRequestHandler) -> None:
+        handler.wfile.write(b"HTTP/1.1 200 OK\r\nX-Drip: ")
+        for _ in range(75):  # 15 s in all, unless the sender hangs up
+            try:
+                handler.wfile.write(b"x")
+                handler.wfile.flush()
+            except OSError:
+                return
+            time.sleep(0.2)
+
+    with Webhook(answer=drip) as webhook:
+        sink = AlertSinkResource(
+            log_path=str(log_path), webhook_url=webhook.url, webhook_deadline_s=deadline_s
+        )
+        started = time.monotonic()
+        delivered = sink.send({"run_id": "r-1"})
+        elapsed_s = time.monotonic() - started
+        # The deadline also hangs up on the server: the delivery does not linger on in the background.
+        assert webhook.answered.wait(timeout=5)
+
+    assert delivered is False
+    assert elapsed_s < deadline_s + 3
+    _, failure_line = log_lines(log_path)
+    assert failure_line["error"] == "TimeoutError: no complete answer within 1 s"
+
+
+def test_only_the_head_of_a_huge_answer_is_read(tmp_path):
+    log_path = tmp_path / "alerts.jsonl"
+    total_bytes = 64 * 1024 * 1024
+    sent = []
+
+    def flood(handler: BaseHTTPRequestHandler) -> None:
+        handler.send_response(200)
+        handler.send_header("Content-Length", str(total_bytes))
+        handler.end_headers()
+        chunk = b"x" * (1024 * 1024)
+        try:
+            for _ in range(total_bytes // len(chunk)):
+                handler.wfile.write(chunk)
+                sent.append(len(chunk))
+        except OSError:
+            pass  # the sender hung up after its bounded read
+
+    with Webhook(answer=flood) as webhook:
+        sink = AlertSinkResource(log_path=str(log_path), webhook_url=webhook.url)
+        assert sink.send({"run_id": "r-1"}) is True
+        assert webhook.answered.wait(timeout=10)
+
+    # Whatever the socket buffers took, the sender stopped reading long before the end.
+    assert sum(sent) < total_bytes // 2
+    assert log_lines(log_path) == [{"run_id": "r-1"}]
+
+
+UNUSABLE_WEBHOOKS = [
+    "hooks.example.invalid/services/T0KEN-secret",  # no scheme
+    "http://hooks.example.invalid/services/T0KEN-secret",  # plain http off the host
+    "http://10.0.0.7/services/T0KEN-secret",  # plain http to a private, not loopback, address
+    "ftp://hooks.example.invalid/services/T0KEN-secret",
+    "https:///services/T0KEN-secret",  # no host
+    "https://hooks.example.invalid/services/T0KEN-secret\n",  # a newline pasted with the secret
+    "https://hooks.example.invalid:T0KEN/secret",  # not a URL
+]
+
+
+@pytest.mark.parametrize("url", UNUSABLE_WEBHOOKS)
+def test_an_unusable_webhook_url_fails_setup_naming_the_variable_and_never_the_token(tmp_path, caplog, url):
+    log_path = tmp_path / "alerts.jsonl"
+    sink = AlertSinkResource(log_path=str(log_path), webhook_url=url)
+
+    with pytest.raises(AlertWebhookConfigError) as direct:
+        sink.send({"run_id": "r-1"})
+    with pytest.raises(Exception) as in_sensor:
+        run_failure_alert_sensor(failed_run_context(sink))
+
+    for error in (direct.value, in_sensor.value):
+        told = "".join(traceback.format_exception(error))
+        assert "FLEETML_ALERT_WEBHOOK" in told
+        assert "T0KEN" not in told and "secret" not in told
+    assert "T0KEN" not in caplog.text
+    assert not log_path.exists()  # a misconfigured sink fails before it writes anything
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://hooks.example.invalid/services/T0KEN-secret",
+        "http://127.0.0.1:8080/hook",
+        "http://[::1]:8080/hook",
+        "http://localhost:8080/hook",
+    ],
+)
+def test_https_or_plain_http_to_loopback_is_a_usable_webhook(url):
+    assert checked_webhook_url(url) == url
