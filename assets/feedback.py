@@ -79,7 +79,7 @@ def edge_feedback(
     from assets.feedback_expectations import validate_feedback_batch
     from assets.live_metrics import new_reviewed_events
     from edge_packaging.feedback_contract import FEEDBACK_SCHEMA, conform_to_feedback_contract
-    from edge_packaging.telemetry_contract import HARSH_EVENT_CLASSES
+    from edge_packaging.telemetry_contract import HARSH_EVENT_CLASSES, nullable
     from resources.landing_zone import UnreadableUpload, read_upload
 
     uri = feedback_upload_uri(landing_zone, context)
@@ -96,7 +96,7 @@ def edge_feedback(
         )
     raw = upload.table.to_pandas()
     outcome = validate_feedback_batch(raw, HARSH_EVENT_CLASSES)
-    quarantine_schema = FEEDBACK_SCHEMA.append(pa.field("quarantine_reason", pa.string()))
+    quarantine_schema = nullable(FEEDBACK_SCHEMA).append(pa.field("quarantine_reason", pa.string()))
     partition = context.partition_key
     valid = lake.write_table(EDGE_FEEDBACK_KEY.path, partition, pa.Table.from_pandas(outcome.valid, schema=FEEDBACK_SCHEMA, preserve_index=False))
     quarantined = lake.write_table(

@@ -34,7 +34,7 @@ def raw_telemetry(
     """
     import pyarrow as pa
 
-    from edge_packaging.telemetry_contract import TELEMETRY_SCHEMA, conform_to_telemetry_contract
+    from edge_packaging.telemetry_contract import TELEMETRY_SCHEMA, conform_to_telemetry_contract, nullable
 
     partition_key = context.partition_key
     subdirectory = landing_subdirectory(partition_key)
@@ -67,7 +67,7 @@ def raw_telemetry(
             description=f"no telemetry uploads for {partition_key} under "
             f"{landing_zone.source_uri(TELEMETRY_SOURCE, subdirectory)}",
         )
-    schema = TELEMETRY_SCHEMA.append(pa.field(SOURCE_FILE_COLUMN, pa.string(), nullable=False))
+    schema = nullable(TELEMETRY_SCHEMA).append(pa.field(SOURCE_FILE_COLUMN, pa.string(), nullable=False))
     combined = pa.concat_tables(tables) if tables else schema.empty_table()
     stored = lake.write_table(context.asset_key.path, partition_key, combined)
     quarantine_md = "\n".join(f"| `{name}` | {reason} |" for name, reason in quarantined)

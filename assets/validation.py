@@ -123,7 +123,7 @@ def validated_telemetry(
 
     from assets.ingestion import SOURCE_FILE_COLUMN
     from assets.telemetry_expectations import validate_telemetry_partition
-    from edge_packaging.telemetry_contract import TELEMETRY_SCHEMA
+    from edge_packaging.telemetry_contract import TELEMETRY_SCHEMA, nullable
 
     partition_key = context.partition_key
     raw = lake.read_table(raw_telemetry.key.path, partition_key).to_pandas()
@@ -133,7 +133,7 @@ def validated_telemetry(
         already_ingested=_event_ids_of_other_days(lake, partition_key),
     )
     valid_schema = TELEMETRY_SCHEMA.append(pa.field(SOURCE_FILE_COLUMN, pa.string()))
-    quarantine_schema = valid_schema.append(pa.field("quarantine_reason", pa.string()))
+    quarantine_schema = nullable(valid_schema).append(pa.field("quarantine_reason", pa.string()))
     valid = lake.write_table(
         VALIDATED_KEY.path,
         partition_key,

@@ -73,7 +73,13 @@ def conform_columns(table: pa.Table, schema: pa.Schema) -> pa.Table:
         raise ContractViolation("empty upload: no rows")
     check_columns(table.schema, schema)
     columns = [table.column(field.name).cast(field.type) for field in schema]
-    return pa.Table.from_arrays(columns, schema=schema)
+    return pa.Table.from_arrays(columns, schema=nullable(schema))
+
+
+def nullable(schema: pa.Schema) -> pa.Schema:
+    """`schema` with every field nullable: the shape of rows not yet validated (a raw upload) or
+    refused (a row quarantine), whose missing values are what the row rules report, row by row."""
+    return pa.schema([field.with_nullable(True) for field in schema], metadata=schema.metadata)
 
 
 def check_columns(actual: pa.Schema, schema: pa.Schema) -> None:
