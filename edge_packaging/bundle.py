@@ -8,19 +8,24 @@ the archive can check the signature before it reads the (large) model:
     model.onnx      the model; its sha256 and size are in the manifest
 
 `build_bundle` writes one atomically and reproducibly (fixed tar headers, deterministic signature).
-`verify_bundle` is the device's check: it reads members into memory through `tarfile` (never
-extracting to disk, never following links) and raises `BundleRejected` with a one-line reason for
-anything that does not check out. Nothing in a bundle is ever unpickled or executed.
+`verify_bundle` is the device's check: it reads members into memory (never extracting to disk, never
+following links) and raises `BundleRejected` with a one-line reason for anything that does not check
+out. Nothing in a bundle is ever unpickled or executed.
+
+The archive is read by the strict POSIX ustar reader below, not by `tarfile`: `tarfile` understands
+pax, GNU long-name and sparse headers, and parsing those from unsigned bytes is where its denial of
+service bugs live (CVE-2024-6232's quadratic pax parsing, unbounded recursion over chained GNU
+long names, sparse maps many times the archive's size in memory). The one layout a bundle may have
+needs none of them, so the reader parses fixed 512-byte headers at fixed offsets, refuses every other
+header type, and does a bounded amount of work per byte.
 """
 
 import hashlib
-import io
 import os
 import re
 import stat
-import tarfile
 import tempfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,16 +55,19 @@ BUNDLE_SUFFIX = ".bundle.tar"
 _MEMBER_MTIME = 0
 _MEMBER_MODE = 0o644
 _MiB = 1024 * 1024
+_BLOCK_BYTES = 512
+_RECORD_BYTES = 20 * _BLOCK_BYTES
+"""The archive ends with two zero blocks, padded to a whole record (what `tarfile` writes)."""
 
 
 REJECTION_CODES: tuple[str, ...] = (
     "unreadable",  # the path cannot be stat'ed or read, or is not a regular file
     "archive_too_large",  # by stat, before the archive is opened
-    "not_tar",  # not an uncompressed tar (compressed, zip, empty, garbage)
+    "not_tar",  # not an uncompressed tar (compressed, zip, empty, garbage, a bad first header)
     "corrupt_archive",  # a tar whose later headers or data are truncated or broken
     "absolute_path",  # a member path starting with / or \ or a drive letter
     "parent_path",  # a member path with a .. component
-    "not_regular_file",  # symlink, hard link, directory, device, fifo, sparse or contiguous file
+    "not_regular_file",  # link, directory, device, fifo, sparse, contiguous; pax or GNU extension header
     "duplicate_member",
     "unexpected_member",  # any name but manifest.json, manifest.sig, model.onnx
     "member_too_large",  # by header, before the member's data is read
@@ -73,7 +81,7 @@ REJECTION_CODES: tuple[str, ...] = (
     "files_mismatch",  # the manifest does not list exactly model.onnx
     "size_mismatch",
     "hash_mismatch",
-    "non_canonical",  # headers or padding differ from the archive the verified members make
+    "non_canonical",  # a header field, or any padding, differs from the canonical layout
 )
 """The `BundleRejected.code` values, roughly in the order the checks run."""
 
@@ -114,35 +122,92 @@ def _show(name: str) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
-
-
 _MEMBER_KINDS = {
-    tarfile.SYMTYPE: "a symlink",
-    tarfile.LNKTYPE: "a hard link",
-    tarfile.DIRTYPE: "a directory",
-    tarfile.CHRTYPE: "a character device",
-    tarfile.BLKTYPE: "a block device",
-    tarfile.FIFOTYPE: "a fifo",
-    tarfile.CONTTYPE: "a contiguous file",
-    tarfile.GNUTYPE_SPARSE: "a sparse file",
+    b"1": "a hard link",
+    b"2": "a symlink",
+    b"3": "a character device",
+    b"4": "a block device",
+    b"5": "a directory",
+    b"6": "a fifo",
+    b"7": "a contiguous file",
+    b"S": "a sparse file",
+    b"x": "a pax extended header",
+    b"g": "a pax global header",
+    b"L": "a GNU long name header",
+    b"K": "a GNU long link name header",
+    b"\0": "an old-style (pre-POSIX) file entry",
 }
+_REGULAR_FILE = b"0"
 _WINDOWS_DRIVE_RE = re.compile(r"[A-Za-z]:")
+_CHECKSUM_FIELD_RE = re.compile(rb"[0-7]{6}\0 ")
+_SIZE_FIELD_RE = re.compile(rb"[0-7]{11}\0")
 
 
-def _check_member_header(info: tarfile.TarInfo, seen: set[str], limits: BundleLimits) -> None:
+@dataclass(frozen=True)
+class _Header:
+    """The fields of one 512-byte ustar header that the checks need, and the block itself."""
+
+    name: str
+    type_flag: bytes
+    size: int
+    block: bytes
+
+
+def _octal_field(value: int, width: int) -> bytes:
+    """A numeric ustar field as `tarfile` writes it: zero-padded octal digits, then one NUL."""
+    return b"%0*o\0" % (width - 1, value)
+
+
+def _ustar_header(name: str, size: int) -> bytes:
+    """The canonical header of a member: ustar, regular file, mode 0644, uid/gid/mtime 0, no owner
+    names, link or prefix; byte for byte what `tarfile` writes for the same fields, so bundles built
+    before this writer existed keep their bytes and their sha256."""
+    if size >= 8**11:
+        raise ValueError(f"member {name} is too large for a ustar header ({size} bytes)")
+    block = b"".join(
+        (
+            name.encode("ascii").ljust(100, b"\0"),
+            _octal_field(_MEMBER_MODE, 8),
+            _octal_field(0, 8),  # uid
+            _octal_field(0, 8),  # gid
+            _octal_field(size, 12),
+            _octal_field(_MEMBER_MTIME, 12),
+            b" " * 8,  # the checksum is summed with its own field as spaces
+            _REGULAR_FILE,
+            b"\0" * 100,  # link name
+            b"ustar\x0000",  # magic and version
+            b"\0" * (32 + 32 + 8 + 8 + 155),  # owner names, device numbers, prefix
+        )
+    ).ljust(_BLOCK_BYTES, b"\0")
+    return block[:148] + b"%06o\0 " % sum(block) + block[156:]
+
+
+def _parse_header(block: bytes) -> _Header | None:
+    """The header in a 512-byte block, or None when its checksum or size field is malformed or wrong.
+
+    Only the fixed fields are read, each a constant-size slice: no field can make parsing cost more
+    than the block's 512 bytes. The name is the ustar prefix and name joined, as `tarfile` does."""
+    # ustar offsets: name 0-100, size 124-136, checksum 148-156, type 156, prefix 345-500.
+    checksum, size = block[148:156], block[124:136]
+    if not _CHECKSUM_FIELD_RE.fullmatch(checksum) or not _SIZE_FIELD_RE.fullmatch(size):
+        return None
+    if int(checksum[:6], 8) != sum(block[:148]) + 8 * ord(" ") + sum(block[156:]):
+        return None
+    name = block[:100].split(b"\0", 1)[0]
+    prefix = block[345:500].split(b"\0", 1)[0]
+    path = prefix + b"/" + name if prefix else name
+    return _Header(path.decode("utf-8", "surrogateescape"), block[156:157], int(size[:11], 8), block)
+
+
+def _check_member_header(header: _Header, seen: Container[str], limits: BundleLimits) -> None:
     """Every check that needs only the member's header, in order of how alarming the finding is."""
-    name = info.name
+    name = header.name
     if name.startswith(("/", "\\")) or _WINDOWS_DRIVE_RE.match(name):
         raise BundleRejected("absolute_path", f"member {_show(name)} has an absolute path")
     if ".." in re.split(r"[/\\]", name):
         raise BundleRejected("parent_path", f"member {_show(name)} has a '..' path component")
-    if info.type not in (tarfile.REGTYPE, tarfile.AREGTYPE) or info.sparse is not None:
-        kind = _MEMBER_KINDS.get(info.type, f"of type {info.type!r}")
-        if info.sparse is not None:
-            kind = "a sparse file"
+    if header.type_flag != _REGULAR_FILE:
+        kind = _MEMBER_KINDS.get(header.type_flag, f"of type {header.type_flag.decode('latin-1')!a}")
         raise BundleRejected("not_regular_file", f"member {_show(name)} is {kind}, not a regular file")
     if name in seen:
         raise BundleRejected("duplicate_member", f"duplicate member {_show(name)}")
@@ -152,10 +217,50 @@ def _check_member_header(info: tarfile.TarInfo, seen: set[str], limits: BundleLi
             "unexpected_member", f"unexpected member {_show(name)} (a bundle holds exactly {expected})"
         )
     limit = limits.member_limit(name)
-    if info.size > limit:
+    if header.size > limit:
         raise BundleRejected(
-            "member_too_large", f"member {name} claims {info.size} bytes, over the limit of {limit}"
+            "member_too_large", f"member {name} claims {header.size} bytes, over the limit of {limit}"
         )
+    if header.block != _ustar_header(name, header.size):
+        raise BundleRejected(
+            "non_canonical",
+            f"member {name} has a non-canonical header (a bundle's are ustar, mode 0644, owner 0, mtime 0)",
+        )
+
+
+def _read_members(data: bytes, limits: BundleLimits) -> dict[str, bytes]:
+    """The members of a ustar archive, each header checked before its data is sliced out.
+
+    At most four headers are ever parsed (a fourth with a sound name is a duplicate or unexpected),
+    and everything after the end-of-archive block must be zero.
+    """
+    members: dict[str, bytes] = {}
+    offset = 0
+    while True:
+        block = data[offset : offset + _BLOCK_BYTES]
+        if len(block) == _BLOCK_BYTES and not any(block):
+            break
+        if offset == 0 and len(block) < _BLOCK_BYTES:
+            reason = "empty file" if not block else "truncated header"
+            raise BundleRejected("not_tar", f"not an uncompressed tar archive ({reason})")
+        if len(block) < _BLOCK_BYTES:
+            raise BundleRejected("corrupt_archive", "corrupt tar archive (unexpected end of data)")
+        header = _parse_header(block)
+        if header is None and offset == 0:
+            raise BundleRejected("not_tar", "not an uncompressed tar archive (invalid header)")
+        if header is None:
+            raise BundleRejected("corrupt_archive", f"corrupt tar archive (invalid header at byte {offset})")
+        _check_member_header(header, members, limits)
+        start = offset + _BLOCK_BYTES
+        if start + header.size > len(data):
+            raise BundleRejected(
+                "corrupt_archive", f"corrupt tar archive (unexpected end of data) in member {header.name}"
+            )
+        members[header.name] = data[start : start + header.size]
+        offset = start + header.size + -header.size % _BLOCK_BYTES
+    if any(data[offset:]):
+        raise BundleRejected("trailing_data", "non-zero data after the last member")
+    return members
 
 
 @dataclass(frozen=True)
@@ -171,9 +276,10 @@ class BundleContents:
 def read_bundle_members(path: str | os.PathLike, limits: BundleLimits = BundleLimits()) -> BundleContents:
     """Read the members of a bundle archive after checking its structure; no signature check.
 
-    Checks, in order: the archive's size by `stat` before it is opened; that it is an uncompressed tar;
-    each member's header (path, type, duplicates, expected name, size) before its data is read; and
-    that nothing but zero padding follows the last member. Missing members are left to the caller.
+    Checks, in order: the archive's size by `stat` before it is opened; that it is an uncompressed
+    ustar archive; each member's header (checksum, path, type, duplicates, expected name, size, then
+    every other field against the canonical header) before its data is read; and that nothing but
+    zero padding follows the last member. Missing members and member order are left to the caller.
     """
     path = Path(path)
     try:
@@ -202,29 +308,7 @@ def read_bundle_members(path: str | os.PathLike, limits: BundleLimits = BundleLi
         raise BundleRejected(
             "not_tar", "not an uncompressed tar archive (compressed data: gzip, bzip2, xz or zstd)"
         )
-    try:
-        archive = tarfile.open(fileobj=io.BytesIO(data), mode="r:")
-    except (tarfile.TarError, EOFError, ValueError) as error:
-        raise BundleRejected("not_tar", f"not an uncompressed tar archive ({_first_line(error)})") from None
-    members: dict[str, bytes] = {}
-    try:
-        with archive:
-            headers: list[tarfile.TarInfo] = []
-            seen: set[str] = set()
-            while (info := archive.next()) is not None:
-                _check_member_header(info, seen, limits)
-                seen.add(info.name)
-                headers.append(info)
-            if any(data[archive.offset :]):
-                raise BundleRejected("trailing_data", "non-zero data after the last member")
-            for info in headers:
-                handle = archive.extractfile(info)
-                content = handle.read() if handle is not None else b""
-                if len(content) != info.size:
-                    raise BundleRejected("corrupt_archive", f"member {info.name} is truncated")
-                members[info.name] = content
-    except (tarfile.TarError, EOFError, ValueError) as error:
-        raise BundleRejected("corrupt_archive", f"corrupt tar archive ({_first_line(error)})") from None
+    members = _read_members(data, limits)
     return BundleContents(
         path=path, archive_bytes=len(data), archive_sha256=hashlib.sha256(data).hexdigest(), members=members
     )
@@ -439,18 +523,12 @@ def canonical_archive(contents: Mapping[str, bytes]) -> bytes:
     Verification rebuilds it from the verified members and compares bytes, so a bundle's sha256
     identifies its content exactly: no header field or padding byte can change unnoticed.
     """
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.USTAR_FORMAT) as archive:
-        for name in BUNDLE_MEMBERS:
-            info = tarfile.TarInfo(name)
-            info.size = len(contents[name])
-            info.mtime = _MEMBER_MTIME
-            info.mode = _MEMBER_MODE
-            info.uid = info.gid = 0
-            info.uname = info.gname = ""
-            info.type = tarfile.REGTYPE
-            archive.addfile(info, io.BytesIO(contents[name]))
-    return buffer.getvalue()
+    parts: list[bytes] = []
+    for name in BUNDLE_MEMBERS:
+        data = contents[name]
+        parts += (_ustar_header(name, len(data)), data, bytes(-len(data) % _BLOCK_BYTES))
+    body = b"".join(parts) + bytes(2 * _BLOCK_BYTES)
+    return body + bytes(-len(body) % _RECORD_BYTES)
 
 
 def write_bundle_file(path: Path, data: bytes) -> Path:

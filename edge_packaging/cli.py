@@ -1,14 +1,19 @@
 """`python -m edge_packaging`: verify, inspect and run edge bundles as a device would.
 
-    verify BUNDLE --public-key PEM [--public-key PEM ...] [--profile NAME_OR_JSON]
-    inspect BUNDLE [--public-key PEM] [--json]
-    run BUNDLE --public-key PEM --input X.parquet --output Y.parquet [--threads 1]
+    verify BUNDLE --public-key [ALIAS=]PEM [--public-key [ALIAS=]PEM ...] [--profile NAME_OR_JSON]
+    inspect BUNDLE [--public-key [ALIAS=]PEM] [--json]
+    run BUNDLE --public-key [ALIAS=]PEM --input X.parquet --output Y.parquet [--threads 1]
 
-`--public-key` may be left out when `FLEETML_PUBLIC_KEY` holds the path of a trusted public key PEM.
+`--public-key` may be left out when `FLEETML_PUBLIC_KEY` holds a trusted public key PEM's path (with
+an optional `ALIAS=` in front). Every key given is trusted, except under `verify --profile P`: a device
+of profile P trusts only the key of the alias P names (`trusted_key`), so only keys given as
+`--public-key <that alias>=PEM` count there; a local dev key stands for any alias by being given so.
 
 Exit status: 0 success; 1 the bundle is rejected (or fails the profile, or its signature does not
-verify in `inspect`); 2 usage errors (bad arguments, unreadable key, unknown profile); 3 unusable
-input data for `run`. Every failure prints one line on stderr.
+verify in `inspect`); 2 usage errors (bad arguments, unreadable key, unknown profile, no key for the
+profile's alias); 3 unusable input data for `run`. Every failure prints one line on stderr.
+`inspect` without a key prints the unchecked manifest and says so (on stderr with `--json`, so
+stdout stays the manifest); with a key it verifies first and prints only a verified manifest.
 
 `run` writes one row per input row: `event_id`, `probability_<class>` for every class of the manifest,
 `predicted_label` (the manifest's thresholds under the platform's one decision rule,
@@ -21,12 +26,18 @@ signing key id are stored in the Parquet file's metadata.
 import argparse
 import json
 import os
+import re
 import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
 from edge_packaging.bundle import (
+    BUNDLE_MEMBERS,
+    MANIFEST_FILE,
+    BundleContents,
     BundleLimits,
     BundleRejected,
     VerifiedBundle,
@@ -34,6 +45,7 @@ from edge_packaging.bundle import (
     verify_bundle,
 )
 from edge_packaging.manifest import MODEL_FILE, Manifest, ManifestError, parse_manifest
+from edge_packaging.profiles import DeviceProfile, ProfileError, check_bundle_against_profile, load_profile
 from edge_packaging.signing import KeyLoadError, load_public_key_file
 
 EXIT_OK = 0
@@ -42,6 +54,7 @@ EXIT_USAGE = 2
 EXIT_BAD_INPUT = 3
 PUBLIC_KEY_ENV = "FLEETML_PUBLIC_KEY"
 PROBABILITY_PREFIX = "probability_"
+_ALIASED_KEY_RE = re.compile(r"([A-Za-z0-9][A-Za-z0-9_.-]{0,63})=(.+)")
 
 
 class CliError(Exception):
@@ -62,38 +75,63 @@ def _printable(text: str) -> str:
     return "".join(char if char.isprintable() else ascii(char)[1:-1] for char in text)
 
 
-def _trusted_keys(paths: Sequence[str] | None) -> list:
-    paths = list(paths or [])
-    if not paths and os.environ.get(PUBLIC_KEY_ENV):
-        paths = [os.environ[PUBLIC_KEY_ENV]]
-    if not paths:
+def _trusted_keys(specs: Sequence[str] | None) -> list[tuple[str | None, Ed25519PublicKey]]:
+    """The keys of `--public-key [ALIAS=]PEM` (or `$FLEETML_PUBLIC_KEY`), each with its alias or None.
+    An existing file is always a path, even with a `=` in its name."""
+    specs = list(specs or [])
+    if not specs and os.environ.get(PUBLIC_KEY_ENV):
+        specs = [os.environ[PUBLIC_KEY_ENV]]
+    if not specs:
         raise CliError(EXIT_USAGE, f"no trusted public key: pass --public-key PEM or set {PUBLIC_KEY_ENV}")
-    try:
-        return [load_public_key_file(path) for path in paths]
-    except KeyLoadError as error:
-        raise CliError(EXIT_USAGE, str(error)) from None
+    keys = []
+    for spec in specs:
+        aliased = None if Path(spec).is_file() else _ALIASED_KEY_RE.fullmatch(spec)
+        alias, path = aliased.groups() if aliased else (None, spec)
+        try:
+            keys.append((alias, load_public_key_file(path)))
+        except KeyLoadError as error:
+            raise CliError(EXIT_USAGE, str(error)) from None
+    return keys
+
+
+def _profile_keys(
+    keys: list[tuple[str | None, Ed25519PublicKey]], profile: DeviceProfile
+) -> list[Ed25519PublicKey]:
+    """The keys a device of `profile` holds: those given for its `trusted_key` alias. A key given
+    without that alias is not the profile's, or a bundle signed by any key at hand would pass."""
+    chosen = [key for alias, key in keys if alias == profile.trusted_key]
+    if not chosen:
+        raise CliError(
+            EXIT_USAGE,
+            f"profile {profile.name} trusts key alias {profile.trusted_key}: "
+            f"pass its key as --public-key {profile.trusted_key}=PEM",
+        )
+    return chosen
 
 
 def _verify(
-    bundle: str, key_paths: Sequence[str] | None, limits: BundleLimits = BundleLimits()
+    bundle: str,
+    key_specs: Sequence[str] | None,
+    limits: BundleLimits = BundleLimits(),
+    profile: DeviceProfile | None = None,
 ) -> VerifiedBundle:
-    keys = _trusted_keys(key_paths)
+    keys = _trusted_keys(key_specs)
+    trusted = _profile_keys(keys, profile) if profile is not None else [key for _, key in keys]
     try:
-        return verify_bundle(bundle, keys, limits)
+        return verify_bundle(bundle, trusted, limits)
     except BundleRejected as error:
         raise CliError(EXIT_REJECTED, f"REJECTED: {error.reason}") from None
 
 
 def _command_verify(args: argparse.Namespace) -> int:
-    from edge_packaging.profiles import ProfileError, check_bundle_against_profile, load_profile
-
     profile = None
     if args.profile:
         try:
             profile = load_profile(args.profile)
         except ProfileError as error:
             raise CliError(EXIT_USAGE, str(error)) from None
-    verified = _verify(args.bundle, args.public_key, profile.bundle_limits() if profile else BundleLimits())
+    limits = profile.bundle_limits() if profile else BundleLimits()
+    verified = _verify(args.bundle, args.public_key, limits, profile)
     manifest = verified.manifest
     summary = (
         f"OK {manifest.model_name} {manifest.model_version}: signed by {verified.signing_key_id}, "
@@ -143,33 +181,44 @@ def _manifest_summary(manifest: Manifest) -> list[str]:
     return lines
 
 
-def _command_inspect(args: argparse.Namespace) -> int:
+def _unchecked_manifest(bundle: str) -> tuple[Manifest, BundleContents]:
+    """The manifest of a structurally sound bundle, signature not checked."""
     try:
-        contents = read_bundle_members(args.bundle)
+        contents = read_bundle_members(bundle)
     except BundleRejected as error:
         raise CliError(EXIT_REJECTED, f"REJECTED: {error.reason}") from None
-    if "manifest.json" not in contents.members:
-        raise CliError(EXIT_REJECTED, "REJECTED: missing member(s): manifest.json")
+    if MANIFEST_FILE not in contents.members:
+        raise CliError(EXIT_REJECTED, f"REJECTED: missing member(s): {MANIFEST_FILE}")
     try:
-        manifest = parse_manifest(contents.members["manifest.json"])
+        return parse_manifest(contents.members[MANIFEST_FILE]), contents
     except ManifestError as error:
         raise CliError(EXIT_REJECTED, f"REJECTED: manifest does not parse: {error}") from None
+
+
+def _command_inspect(args: argparse.Namespace) -> int:
+    """With a key, only a verified manifest is printed (a script reading `--json` trusts exit 0);
+    without one, the manifest is printed with a note that its signature was not checked."""
+    checked = bool(args.public_key) or bool(os.environ.get(PUBLIC_KEY_ENV))
+    if checked:
+        verified = _verify(args.bundle, args.public_key)
+        manifest, members = verified.manifest, BUNDLE_MEMBERS
+        path, size, sha256 = verified.path, verified.archive_bytes, verified.bundle_sha256
+        signature = f"valid, by trusted key {verified.signing_key_id}"
+    else:
+        manifest, contents = _unchecked_manifest(args.bundle)
+        members = tuple(contents.members)
+        path, size, sha256 = contents.path, contents.archive_bytes, contents.archive_sha256
+        signature = "not checked (pass --public-key to verify)"
     if args.json:
         print(json.dumps(manifest.to_json(), sort_keys=True, indent=2))
+        if not checked:
+            print(f"signature {signature}", file=sys.stderr)
         return EXIT_OK
-    print(f"bundle     {contents.path}  {contents.archive_bytes} bytes  sha256 {contents.archive_sha256}")
-    print(f"members    {', '.join(contents.members)}")
+    print(f"bundle     {path}  {size} bytes  sha256 {sha256}")
+    print(f"members    {', '.join(members)}")
     for line in _manifest_summary(manifest):
         print(_printable(line))
-    if not args.public_key and not os.environ.get(PUBLIC_KEY_ENV):
-        print("signature  not checked (pass --public-key to verify)")
-        return EXIT_OK
-    try:
-        verified = _verify(args.bundle, args.public_key)
-    except CliError as error:
-        print(f"signature  INVALID: {str(error).removeprefix('REJECTED: ')}")
-        raise
-    print(f"signature  valid, by trusted key {verified.signing_key_id}")
+    print(f"signature  {signature}")
     return EXIT_OK
 
 
@@ -279,7 +328,7 @@ def _command_run(args: argparse.Namespace) -> int:
     finally:
         if os.path.exists(tmp_name):
             os.unlink(tmp_name)
-    p50, p99 = (np.percentile(inference_ms, [50, 99]) if rows else (0.0, 0.0))
+    p50, p99 = np.percentile(inference_ms, [50, 99]) if rows else (0.0, 0.0)
     print(
         f"scored {rows} row(s) with {manifest.model_name} {manifest.model_version} -> {output} "
         f"(p50 {p50:.3f} ms, p99 {p99:.3f} ms per window, {args.threads} thread(s))"
@@ -299,23 +348,32 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m edge_packaging", description="Verify, inspect and run fleetml edge bundles."
     )
     commands = parser.add_subparsers(dest="command", required=True)
-    key_help = f"trusted Ed25519 public key PEM (repeatable; default: ${PUBLIC_KEY_ENV})"
+    key_help = f"trusted Ed25519 public key PEM, or ALIAS=PEM (repeatable; default: ${PUBLIC_KEY_ENV})"
 
     verify = commands.add_parser("verify", help="check a bundle as a device does; exit 0 when valid")
     verify.add_argument("bundle")
-    verify.add_argument("--public-key", action="append", metavar="PEM", help=key_help)
-    verify.add_argument("--profile", metavar="NAME_OR_JSON", help="also check against a device profile")
+    verify.add_argument("--public-key", action="append", metavar="[ALIAS=]PEM", help=key_help)
+    verify.add_argument(
+        "--profile",
+        metavar="NAME_OR_JSON",
+        help="also check against a device profile, trusting only the key given for its trusted_key alias",
+    )
     verify.set_defaults(handler=_command_verify)
 
     inspect = commands.add_parser("inspect", help="print a bundle's manifest")
     inspect.add_argument("bundle")
-    inspect.add_argument("--public-key", action="append", metavar="PEM", help="also verify the signature")
+    inspect.add_argument(
+        "--public-key",
+        action="append",
+        metavar="[ALIAS=]PEM",
+        help="verify first; print only a verified manifest",
+    )
     inspect.add_argument("--json", action="store_true", help="print the manifest as JSON")
     inspect.set_defaults(handler=_command_inspect)
 
     run = commands.add_parser("run", help="verify a bundle, then score telemetry rows one window at a time")
     run.add_argument("bundle")
-    run.add_argument("--public-key", action="append", metavar="PEM", help=key_help)
+    run.add_argument("--public-key", action="append", metavar="[ALIAS=]PEM", help=key_help)
     run.add_argument(
         "--input", required=True, metavar="X.parquet", help="telemetry rows (event_id and the model inputs)"
     )

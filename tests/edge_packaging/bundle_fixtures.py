@@ -120,9 +120,10 @@ def members_of(path: Path) -> dict[str, bytes]:
         return {info.name: archive.extractfile(info).read() for info in archive.getmembers()}
 
 
-def write_tar(path: Path, entries, fmt: int = tarfile.PAX_FORMAT) -> Path:
+def write_tar(path: Path, entries, fmt: int = tarfile.USTAR_FORMAT) -> Path:
     """Write raw tar headers and data, without tarfile's checks: headers may claim sizes their data
-    does not have (the data written is exactly what is given, padded to a 512-byte block)."""
+    does not have (the data written is exactly what is given, padded to a 512-byte block). Plain
+    ustar by default, so a name it cannot hold fails here instead of growing a pax header."""
     out = io.BytesIO()
     for info, data in entries:
         out.write(info.tobuf(format=fmt, encoding="utf-8", errors="surrogateescape"))
@@ -229,7 +230,9 @@ def tamper_cases(good: Path, key: Ed25519PrivateKey, other_key: Ed25519PrivateKe
     cases = {
         "altered_padding": TamperCase(raw("padding", bytes(padded)), "non_canonical", non_canonical),
         "reordered_members": TamperCase(
-            copy("reordered", order=["model.onnx", "manifest.sig", "manifest.json"]), "non_canonical", non_canonical
+            copy("reordered", order=["model.onnx", "manifest.sig", "manifest.json"]),
+            "non_canonical",
+            non_canonical,
         ),
         "changed_model_bytes": TamperCase(
             copy("flipped", replace={"model.onnx": bytes([model[0] ^ 1]) + model[1:]}),
@@ -300,10 +303,10 @@ def tamper_cases(good: Path, key: Ed25519PrivateKey, other_key: Ed25519PrivateKe
             "not_regular_file",
             "member 'model.onnx' is a character device, not a regular file",
         ),
-        "directory": TamperCase(
+        "directory": TamperCase(  # tar writes a directory's name with a trailing /, and so it is shown
             copy("directory", **only, add=[member("model.onnx", type_=tarfile.DIRTYPE)]),
             "not_regular_file",
-            "member 'model.onnx' is a directory, not a regular file",
+            "member 'model.onnx/' is a directory, not a regular file",
         ),
         "oversized_archive": TamperCase(
             good,

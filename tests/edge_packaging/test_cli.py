@@ -32,6 +32,10 @@ from edge_packaging.telemetry_contract import (
 REPO_ROOT = Path(__file__).resolve().parents[2]
 KEY = seeded_key(1)
 OTHER_KEY = seeded_key(2)
+R3_FIGURES = {"vg-r3-gateway": {"latency_p99_ms": 0.05, "model_bytes": 694, "latency_budget_ms": 2.0}}
+"""A recorded vg-r3-gateway pass, so `verify --profile vg-r3-gateway` passes but for the key."""
+RELEASE_ALIAS = "fleetml-edge-release"
+"""The alias every default device profile trusts (`trusted_key`)."""
 
 
 def cli(*args, env_extra: dict | None = None) -> subprocess.CompletedProcess:
@@ -65,9 +69,19 @@ def public_key(workdir):
 
 
 @pytest.fixture(scope="module")
+def release_key(public_key):
+    """The trusted key given for the alias the default profiles trust, as `--public-key ALIAS=PEM`."""
+    return f"{RELEASE_ALIAS}={public_key}"
+
+
+@pytest.fixture(scope="module")
+def other_public_key(workdir):
+    return write_public_key(workdir / "other.pub.pem", OTHER_KEY)
+
+
+@pytest.fixture(scope="module")
 def good_bundle(workdir):
-    figures = {"latency_p99_ms": 0.05, "model_bytes": 694, "latency_budget_ms": 2.0}
-    return make_bundle(workdir / "bundles", KEY, device_profiles={"vg-r3-gateway": figures})
+    return make_bundle(workdir / "bundles", KEY, device_profiles=R3_FIGURES)
 
 
 @pytest.fixture(scope="module")
@@ -83,24 +97,45 @@ def test_verify_accepts_a_valid_bundle(good_bundle, public_key):
     assert len(lines) == 1 and lines[0].startswith("OK harsh_event_model 1.2.0: signed by ")
 
 
-def test_verify_with_a_profile(good_bundle, public_key):
-    passed = cli("verify", good_bundle, "--public-key", public_key, "--profile", "vg-r3-gateway")
+def test_verify_with_a_profile(good_bundle, release_key):
+    passed = cli("verify", good_bundle, "--public-key", release_key, "--profile", "vg-r3-gateway")
     assert passed.returncode == 0, passed.stderr
     assert "profile vg-r3-gateway passed (trusts key alias fleetml-edge-release)" in passed.stdout
-    not_recorded = cli("verify", good_bundle, "--public-key", public_key, "--profile", "vg-r4-gateway")
+    not_recorded = cli("verify", good_bundle, "--public-key", release_key, "--profile", "vg-r4-gateway")
     assert_one_line_failure(
         not_recorded,
         1,
         "REJECTED: profile vg-r4-gateway: profile: the manifest does not record a pass of vg-r4-gateway",
     )
-    unknown = cli("verify", good_bundle, "--public-key", public_key, "--profile", "vg-r9")
+    unknown = cli("verify", good_bundle, "--public-key", release_key, "--profile", "vg-r9")
     assert_one_line_failure(unknown, 2, "unknown device profile 'vg-r9'")
 
 
+def test_verify_with_a_profile_trusts_only_the_key_of_its_alias(
+    workdir, public_key, release_key, other_public_key
+):
+    """A bundle signed by a key the profile does not trust fails `--profile`, whatever other keys are
+    at hand: before, any `--public-key` given passed as the profile's."""
+    other_bundle = make_bundle(workdir / "other-signer", OTHER_KEY, device_profiles=R3_FIGURES)
+    profile = ("--profile", "vg-r3-gateway")
+    unnamed = cli("verify", other_bundle, "--public-key", other_public_key, *profile)
+    assert_one_line_failure(unnamed, 2, "pass its key as --public-key fleetml-edge-release=PEM")
+    both = cli(
+        "verify", other_bundle, "--public-key", release_key, "--public-key", other_public_key, *profile
+    )
+    assert_one_line_failure(both, 1, "REJECTED: signed by untrusted key")
+    other_alias = cli("verify", other_bundle, "--public-key", f"staging={other_public_key}", *profile)
+    assert_one_line_failure(other_alias, 2, "profile vg-r3-gateway trusts key alias fleetml-edge-release")
+    via_env = cli("verify", other_bundle, *profile, env_extra={"FLEETML_PUBLIC_KEY": release_key})
+    assert_one_line_failure(via_env, 1, "REJECTED: signed by untrusted key")
+    # Without a profile every key given is trusted, named or not.
+    assert cli("verify", other_bundle, "--public-key", f"staging={other_public_key}").returncode == 0
+
+
 @pytest.mark.parametrize("name", TAMPER_CASE_NAMES)
-def test_verify_rejects_each_tampered_bundle(cases, name, public_key, workdir):
+def test_verify_rejects_each_tampered_bundle(cases, name, release_key, workdir):
     case = cases[name]
-    args = ["verify", case.path, "--public-key", public_key]
+    args = ["verify", case.path, "--public-key", release_key]
     if case.max_archive_bytes:
         # The CLI takes size limits from a device profile: a made-up device with a tiny store.
         profile = load_profile("vg-r3-gateway").to_json()
@@ -114,17 +149,18 @@ def test_verify_rejects_each_tampered_bundle(cases, name, public_key, workdir):
     assert result.stderr.startswith("REJECTED: ")
 
 
-def test_verify_usage_errors(good_bundle, workdir, public_key):
+def test_verify_usage_errors(good_bundle, workdir, public_key, other_public_key):
     assert_one_line_failure(cli("verify", good_bundle), 2, "no trusted public key")
     assert_one_line_failure(cli("verify", good_bundle, "--public-key", workdir / "nope.pem"), 2, "nope.pem")
     via_env = cli("verify", good_bundle, env_extra={"FLEETML_PUBLIC_KEY": str(public_key)})
     assert via_env.returncode == 0, via_env.stderr
-    wrong_key = write_public_key(workdir / "other.pub.pem", OTHER_KEY)
-    untrusted = cli("verify", good_bundle, "--public-key", wrong_key)
+    untrusted = cli("verify", good_bundle, "--public-key", other_public_key)
     assert_one_line_failure(untrusted, 1, "REJECTED: signed by untrusted key")
+    missing_alias_key = cli("verify", good_bundle, "--public-key", f"{RELEASE_ALIAS}={workdir / 'nope.pem'}")
+    assert_one_line_failure(missing_alias_key, 2, "nope.pem")
 
 
-def test_inspect_prints_the_manifest_summary(good_bundle, public_key, workdir):
+def test_inspect_prints_the_manifest_summary(good_bundle, public_key, other_public_key):
     result = cli("inspect", good_bundle)
     assert result.returncode == 0, result.stderr
     out = result.stdout
@@ -147,12 +183,28 @@ def test_inspect_prints_the_manifest_summary(good_bundle, public_key, workdir):
     checked = cli("inspect", good_bundle, "--public-key", public_key)
     assert checked.returncode == 0
     assert f"signature  valid, by trusted key {verified.signing_key_id}" in checked.stdout
-    wrong_key = write_public_key(workdir / "wrong.pub.pem", OTHER_KEY)
-    wrong = cli("inspect", good_bundle, "--public-key", wrong_key)
-    assert wrong.returncode == 1 and "signature  INVALID: signed by untrusted key" in wrong.stdout
+    assert "not checked" not in checked.stdout
+    wrong = cli("inspect", good_bundle, "--public-key", other_public_key)
+    assert_one_line_failure(wrong, 1, "REJECTED: signed by untrusted key")
+    assert wrong.stdout == "", "nothing of an unverified manifest is printed once a key is given"
 
-    as_json = cli("inspect", good_bundle, "--json")
-    assert json.loads(as_json.stdout) == verified.manifest.to_json()
+
+def test_inspect_json_with_a_key_prints_only_a_verified_manifest(good_bundle, public_key, other_public_key):
+    """`inspect --json --public-key` used to print the manifest and exit 0 whatever key signed it."""
+    verified = verify_bundle(good_bundle, [KEY.public_key()])
+    checked = cli("inspect", good_bundle, "--json", "--public-key", public_key)
+    assert checked.returncode == 0 and checked.stderr == ""
+    assert json.loads(checked.stdout) == verified.manifest.to_json()
+    untrusted = cli("inspect", good_bundle, "--json", "--public-key", other_public_key)
+    assert_one_line_failure(untrusted, 1, "REJECTED: signed by untrusted key")
+    assert untrusted.stdout == ""
+    via_env = cli("inspect", good_bundle, "--json", env_extra={"FLEETML_PUBLIC_KEY": str(other_public_key)})
+    assert_one_line_failure(via_env, 1, "REJECTED: signed by untrusted key")
+
+    unchecked = cli("inspect", good_bundle, "--json")
+    assert unchecked.returncode == 0
+    assert json.loads(unchecked.stdout) == verified.manifest.to_json()
+    assert unchecked.stderr == "signature not checked (pass --public-key to verify)\n"
 
 
 def test_inspect_refuses_a_structurally_unsafe_bundle(cases):

@@ -363,3 +363,26 @@ def test_importing_edge_packaging_stays_cheap():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=repo
     )
     assert result.stdout.strip() == "[]"
+
+
+def _shifted_probabilities(edge_model: onnx.ModelProto, shift: float) -> bytes:
+    """The edge model with `shift` added to every class probability it outputs."""
+    from onnx import helper, numpy_helper
+
+    shifted = onnx.ModelProto()
+    shifted.CopyFrom(edge_model)
+    graph = shifted.graph
+    output = graph.output[-1].name
+    (producer,) = [node for node in graph.node if output in node.output]
+    producer.output[list(producer.output).index(output)] = f"{output}/unshifted"
+    graph.initializer.append(numpy_helper.from_array(np.array(shift, np.float32), name=f"{output}/shift"))
+    graph.node.append(helper.make_node("Add", [f"{output}/unshifted", f"{output}/shift"], [output]))
+    return shifted.SerializeToString()
+
+
+def test_parity_tells_a_thousandth_from_rounding_noise(edge_model, tree_classifier, held_out):
+    """The gate's tolerance is behaviour, not a constant to compare against: a model off by 1e-3 in
+    every probability fails, one off by 1e-6 (float rounding scale) passes."""
+    imu, speed, _ = held_out
+    assert not parity(_shifted_probabilities(edge_model, 1e-3), tree_classifier, imu, speed).passed
+    assert parity(_shifted_probabilities(edge_model, 1e-6), tree_classifier, imu, speed).passed
