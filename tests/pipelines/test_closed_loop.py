@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import dagster as dg
 import pytest
 
 pytestmark = pytest.mark.slow
@@ -33,4 +34,12 @@ def test_drift_triggers_a_retrain_that_recovers_the_drifted_fleet(tmp_path):
     assert "a second tick in the same episode: no run (cooldown)" in output
     assert re.search(r"bundles: 1\.1\.0 \(\w+\) -> 1\.2\.0 \(\w+\), rollback target of the new plan: 1\.1\.0", output)
     feedback_batches = list((home / "lake" / "edge_feedback").glob("*.parquet"))
-    assert len(feedback_batches) == 9  # 3 hardware revisions x 3 days, each processed once
+    assert len(feedback_batches) == 9  # 3 hardware revisions x 3 days
+    # Processed once: one run per batch on the instance (a second run would overwrite the lake file).
+    instance = dg.DagsterInstance.from_config(str(dagster_home))
+    try:
+        runs = instance.get_runs(filters=dg.RunsFilter(job_name="edge_feedback_job"))
+        partitions = [run.tags["dagster/partition"] for run in runs]
+    finally:
+        instance.dispose()
+    assert len(partitions) == len(set(partitions)) == 9

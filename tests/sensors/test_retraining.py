@@ -1,6 +1,7 @@
 """The retraining trigger: fires once per drift episode, with its reason; never without a signal."""
 
 import json
+import time
 
 import dagster as dg
 import pytest
@@ -86,3 +87,21 @@ def test_without_drift_nothing_is_triggered(sensor_and_instance):
         result, cursor = tick(sensor, instance, cursor)
         assert not result.run_requests
     assert json.loads(cursor)["labels_since_retrain"] == 250
+
+
+def test_an_old_drift_does_not_fire_again_once_the_cooldown_has_passed(sensor_and_instance, monkeypatch):
+    import sensors.retraining as retraining
+
+    sensor, instance = sensor_and_instance
+    _report(instance, DRIFT, "fb-south-1", drifted_share=0.55)
+    result, cursor = tick(sensor, instance, None)
+    assert len(result.run_requests) == 1
+
+    later = time.time() + POLICY.cooldown_seconds + 60
+    monkeypatch.setattr(retraining.time, "time", lambda: later)
+    result, cursor = tick(sensor, instance, cursor)  # nothing new arrived: the old batch is history
+
+    assert not result.run_requests
+    _report(instance, DRIFT, "fb-south-2", drifted_share=0.6)  # a new drift after the cooldown does fire
+    result, cursor = tick(sensor, instance, cursor)
+    assert len(result.run_requests) == 1
