@@ -12,7 +12,7 @@ export GX_ANALYTICS_ENABLED := false
 export RAY_AUTH_MODE := disabled
 export PYTHONUNBUFFERED := 1
 
-.PHONY: install demo test dev stack benchmarks clean
+.PHONY: install demo test dev stack fuzz benchmarks clean
 
 install: $(STAMP)
 
@@ -34,6 +34,11 @@ test: install
 
 dev: install $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+# The fuzz tests of every parser of untrusted input, 100x longer than in `make test` and freshly random
+# (minutes); hypothesis prints the inputs run per test and any failing example it found.
+fuzz: install
+	FLEETML_FUZZ_SCALE=$${FLEETML_FUZZ_SCALE:-100} $(BIN)/python -m pytest -m fuzz -p no:cacheprovider --hypothesis-show-statistics -q
 
 # The production-like stack on 127.0.0.1 (S3, PostgreSQL, Ray head, Spark standalone) until Ctrl-C.
 stack: install

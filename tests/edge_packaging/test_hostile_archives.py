@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 from bundle_fixtures import make_bundle, member, members_of, seeded_key, write_public_key, write_tar
-from hypothesis import HealthCheck, given, settings
+from fuzzing import fuzz_settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from edge_packaging.bundle import BUNDLE_MEMBERS, REJECTION_CODES, BundleLimits, BundleRejected, verify_bundle
@@ -176,7 +177,8 @@ def mutate(data: bytes, steps: list, fix_checksums: bool) -> bytes:
     return bytes(out)
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@pytest.mark.fuzz
+@fuzz_settings(200)
 @given(steps=st.lists(mutations, min_size=1, max_size=3), fix_checksums=st.booleans())
 def test_damaged_bundles_verify_unchanged_or_are_rejected(genuine, tmp_path_factory, steps, fix_checksums):
     """Any damage either leaves the very same verified content, or is a `BundleRejected`: never another

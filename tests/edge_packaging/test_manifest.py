@@ -5,6 +5,7 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 from bundle_fixtures import LINEAGE, THRESHOLDS
+from fuzzing import fuzz_settings
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
@@ -149,7 +150,8 @@ def test_canonical_round_trip(manifest):
     assert json.loads(data) == manifest.to_json()
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@pytest.mark.fuzz
+@fuzz_settings(200)
 @given(manifests(), st.data())
 def test_any_byte_mutation_is_refused_or_changes_the_manifest(manifest, data):
     original = serialize_manifest(manifest)
@@ -171,7 +173,8 @@ def test_any_byte_mutation_is_refused_or_changes_the_manifest(manifest, data):
     assert parsed != manifest
 
 
-@settings(max_examples=200, deadline=None)
+@pytest.mark.fuzz
+@fuzz_settings(200)
 @given(st.binary(max_size=300) | json_values.map(encode))
 def test_arbitrary_input_never_crashes_the_parser(data):
     try:

@@ -10,7 +10,8 @@ from typing import Any
 import numpy as np
 import pytest
 import skops.io as sio
-from hypothesis import HealthCheck, example, given, settings
+from fuzzing import fuzz_settings
+from hypothesis import example, given
 from hypothesis import strategies as st
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
@@ -314,6 +315,7 @@ def test_bytes_that_are_not_a_skops_archive_are_an_error():
         load_classifier(b"\x80\x04 not a zip")
 
 
+@pytest.mark.fuzz
 def test_mutated_payloads_load_as_the_genuine_classifier_or_are_refused_without_a_call(
     training_data, sweep_model, tmp_path_factory: pytest.TempPathFactory
 ):
@@ -350,7 +352,7 @@ def test_mutated_payloads_load_as_the_genuine_classifier_or_are_refused_without_
         max_size=3,
     )
 
-    @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @fuzz_settings(80)
     @given(swaps=swaps, key_types=key_types)
     @example(swaps=[], key_types=[(0, "builtins.str")])  # a harmless edit: the genuine model
     @example(swaps=[], key_types=[(0, "scipy._lib._tmpdirs.rmtree")])  # the reported attack
