@@ -2,7 +2,9 @@
 signed, profile-checked bundle and the staged plan to ship it."""
 
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import dagster as dg
 
@@ -13,6 +15,9 @@ from resources.artifact_store import ArtifactStoreResource
 from resources.lake import LakeResource
 from resources.model_registry import ModelRegistryResource
 from resources.signing_keys import SigningKeyResource
+
+if TYPE_CHECKING:
+    from edge_packaging.profiles import DeviceProfile, LatencyFigures
 
 PARITY_CHECK = "parity_with_python_pipeline"
 PROFILES_CHECK = "passes_device_profiles"
@@ -54,12 +59,18 @@ def _verify_stored_bundle(artifacts: ArtifactStoreResource, uri: str, trusted: d
         return verify_bundle(local, trusted, limits)
 
 
-def steady_latency(model_bytes: bytes, rounds: int = 3):
+def steady_latency(
+    model_bytes: bytes, targets: Sequence["DeviceProfile"], rounds: int = 3
+) -> "LatencyFigures":
     """One-thread compute latency (thread CPU time, see `LatencyFigures`) of the round with the median
-    p99 among `rounds` rounds, so a burst of interference on the build host cannot fail a profile."""
-    from edge_packaging.profiles import measure_latency_ms
+    p99 among `rounds` rounds, so a burst of interference on the build host cannot fail a profile.
 
-    measured = sorted((measure_latency_ms(model_bytes) for _ in range(rounds)), key=lambda figures: figures.p99_ms)
+    The model is admitted by the target profiles that accept it before any session measures it;
+    `ModelRefused` when no target device would load it."""
+    from edge_packaging.profiles import admit_model_for_build, measure_latency_ms
+
+    admitted = admit_model_for_build(model_bytes, targets)
+    measured = sorted((measure_latency_ms(admitted) for _ in range(rounds)), key=lambda round_: round_.p99_ms)
     return measured[len(measured) // 2]
 
 
@@ -112,13 +123,25 @@ def build_edge_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
         import onnx
 
         from edge_packaging.export import export_edge_model, parity
+        from edge_packaging.profiles import ModelRefused, admit_model, admit_model_for_build, load_profiles
         from edge_packaging.quantization import quantize_if_it_helps
 
+        profiles = load_profiles()
         classifier = load_registered_classifier(registry, spec.name, champion_model["version_id"])
         model = export_edge_model(classifier, spec.class_names, opset=config.opset)
         imu, speed_kph = held_out_windows(lake, training_dataset["test_partitions"], config.parity_windows)
-        quantization = quantize_if_it_helps(model, lambda candidate: parity(candidate, classifier, imu, speed_kph).passed)
-        report = parity(quantization.model_bytes, classifier, imu, speed_kph)
+        # Parity loads the model in onnxruntime: only once the target profiles that accept it admit it.
+        targets = [profiles[name] for name in spec.device_profiles]
+        admitted = admit_model_for_build(model.SerializeToString(), targets)
+
+        def int8_passes(candidate: bytes) -> bool:
+            try:
+                return parity(admit_model(candidate, admitted.profiles), classifier, imu, speed_kph).passed
+            except ModelRefused:  # the int8 model would lose a device the float model runs on
+                return False
+
+        quantization = quantize_if_it_helps(model, int8_passes)
+        report = parity(admit_model(quantization.model_bytes, admitted.profiles), classifier, imu, speed_kph)
         stored = artifacts.put("edge_models", f"{spec.name}.onnx", quantization.model_bytes)
         opsets = {entry.domain or "ai.onnx": entry.version for entry in onnx.load_from_string(quantization.model_bytes).opset_import}
         ref = {
@@ -209,7 +232,7 @@ def build_edge_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
         model_bytes = artifacts.get(edge_model["uri"])
         profiles = load_profiles()
         targets = [profiles[name] for name in spec.device_profiles]
-        latency = steady_latency(model_bytes)
+        latency = steady_latency(model_bytes, targets)
         model_checks = check_model_against_profiles(model_bytes, targets, latency=latency)
         previous = _previous_bundles(context, bundle_key)
         same_model = [m for m in previous if m.get("model_version_id") == champion_model["version_id"]]

@@ -25,6 +25,7 @@ from edge_packaging.bundle import build_bundle, verify_bundle  # noqa: E402
 from edge_packaging.decision import with_fallback  # noqa: E402
 from edge_packaging.export import export_edge_model, python_reference_probabilities  # noqa: E402
 from edge_packaging.features import compute_window_features  # noqa: E402
+from edge_packaging.profiles import admit_model, load_profile  # noqa: E402
 from edge_packaging.runtime import EdgeModelSession, measure_call_latency_ms  # noqa: E402
 from edge_packaging.signing import generate_private_key  # noqa: E402
 from edge_packaging.telemetry_contract import HARSH_EVENT_CLASSES, imu_windows  # noqa: E402
@@ -70,7 +71,7 @@ def main() -> None:
                             decision_thresholds=thresholds, private_key=key)
         bundle = verify_bundle(path, [key.public_key()])
         bundle_bytes = path.stat().st_size
-    session = EdgeModelSession(bundle.model_bytes, threads=1)
+    session = EdgeModelSession(admit_model(bundle.model_bytes, [load_profile("vg-r3-gateway")]), threads=1)
     held_imu, held_speed = imu[split:], speed[split:]
     one = (held_imu[:1], held_speed[:1])
     assert np.allclose(session.predict_proba(*one), python_reference_probabilities(classifier, *one), atol=1e-4)

@@ -3,6 +3,7 @@
     verify BUNDLE --public-key [ALIAS=]PEM [--public-key [ALIAS=]PEM ...] [--profile NAME_OR_JSON]
     inspect BUNDLE [--public-key [ALIAS=]PEM] [--json]
     run BUNDLE --public-key [ALIAS=]PEM --input X.parquet --output Y.parquet [--threads 1]
+        [--profile NAME_OR_JSON]
 
 `--public-key` may be left out when `FLEETML_PUBLIC_KEY` holds a trusted public key PEM's path (with
 an optional `ALIAS=` in front). Every key given is trusted, except under `verify --profile P`: a device
@@ -15,7 +16,11 @@ profile's alias); 3 unusable input data for `run`. Every failure prints one line
 `inspect` without a key prints the unchecked manifest and says so (on stderr with `--json`, so
 stdout stays the manifest); with a key it verifies first and prints only a verified manifest.
 
-`run` writes one row per input row: `event_id`, `probability_<class>` for every class of the manifest,
+`run` loads the model only once a device profile admits it (`profiles.admit_model`: size, opsets, local
+functions, operators), and refuses it (status 1) otherwise: with `--profile P`, profile P (with P's
+size limits and only the key of P's alias, as `verify --profile`); without, every profile the signed
+manifest was built for (`device_profiles`), so a bundle that names none, or one unknown here, is refused.
+It writes one row per input row: `event_id`, `probability_<class>` for every class of the manifest,
 `predicted_label` (the manifest's thresholds under the platform's one decision rule,
 `edge_packaging.decision.decide_classes`: among the event classes that reach their threshold, the one
 that clears it by the largest factor, else the fallback class with threshold 0) and `inference_ms`
@@ -45,7 +50,16 @@ from edge_packaging.bundle import (
     verify_bundle,
 )
 from edge_packaging.manifest import MODEL_FILE, Manifest, ManifestError, parse_manifest
-from edge_packaging.profiles import DeviceProfile, ProfileError, check_bundle_against_profile, load_profile
+from edge_packaging.profiles import (
+    AdmittedModel,
+    DeviceProfile,
+    ModelRefused,
+    ProfileError,
+    admit_model,
+    check_bundle_against_profile,
+    load_profile,
+    load_profiles,
+)
 from edge_packaging.signing import KeyLoadError, load_public_key_file
 
 EXIT_OK = 0
@@ -257,17 +271,45 @@ def _input_arrays(table, manifest: Manifest) -> dict:
     return feeds
 
 
+def _admitted_model(args: argparse.Namespace) -> tuple[VerifiedBundle, AdmittedModel]:
+    """The bundle verified as a device of the run's profile(s) verifies it, and its model admitted by
+    them: `--profile`, else the profiles the manifest was built for (see the module docstring)."""
+    profile = None
+    if args.profile:
+        try:
+            profile = load_profile(args.profile)
+        except ProfileError as error:
+            raise CliError(EXIT_USAGE, str(error)) from None
+    limits = profile.bundle_limits() if profile else BundleLimits()
+    verified = _verify(args.bundle, args.public_key, limits, profile)
+    if profile is not None:
+        profiles = [profile]
+    else:
+        targets = sorted(verified.manifest.device_profiles)
+        known = load_profiles()
+        unknown = [name for name in targets if name not in known]
+        if not targets or unknown:
+            named = f"unknown device profile(s) {', '.join(unknown)}" if unknown else "no device profile"
+            reason = f"REJECTED: the manifest names {named}; pass --profile NAME_OR_JSON"
+            raise CliError(EXIT_REJECTED, reason)
+        profiles = [known[name] for name in targets]
+    try:
+        return verified, admit_model(verified.model_bytes, profiles)
+    except ModelRefused as refusal:
+        raise CliError(EXIT_REJECTED, f"REJECTED: {MODEL_FILE} {refusal}") from None
+
+
 def _command_run(args: argparse.Namespace) -> int:
     import time
 
     import numpy as np
-    import onnxruntime as ort
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     from edge_packaging.manifest import decide_labels
+    from edge_packaging.runtime import device_session
 
-    verified = _verify(args.bundle, args.public_key)
+    verified, admitted = _admitted_model(args)
     manifest = verified.manifest
     try:
         table = pq.read_table(args.input)
@@ -275,14 +317,8 @@ def _command_run(args: argparse.Namespace) -> int:
         raise CliError(EXIT_BAD_INPUT, f"input: cannot read {args.input}: {_one_line(error)}") from None
     feeds = _input_arrays(table, manifest)
 
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = args.threads
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     try:
-        session = ort.InferenceSession(
-            verified.model_bytes, sess_options=options, providers=["CPUExecutionProvider"]
-        )
+        session = device_session(admitted, args.threads)
     except Exception as error:  # onnxruntime raises its own exception types for unloadable models
         reason = f"REJECTED: {MODEL_FILE} does not load in onnxruntime: {_one_line(error)}"
         raise CliError(EXIT_REJECTED, reason) from None
@@ -380,6 +416,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--output", required=True, metavar="Y.parquet")
     run.add_argument(
         "--threads", type=_positive_int, default=1, help="onnxruntime intra-op threads (default 1)"
+    )
+    run.add_argument(
+        "--profile",
+        metavar="NAME_OR_JSON",
+        help="the device profile that must admit the model, trusting only the key given for its "
+        "trusted_key alias (default: every profile the manifest was built for)",
     )
     run.set_defaults(handler=_command_run)
     return parser

@@ -12,15 +12,20 @@ The default ONNX domain is written `ai.onnx` in profiles and in operator names (
 `check_model_against_profile` is pure: latency is measured by the caller (`measure_latency_ms` does it
 with onnxruntime on one thread) and passed in, so the same figures can be checked against every
 profile and recorded in the manifest.
+
+`admit_model` is the one gate in front of onnxruntime: it applies the static half of that check (size,
+opsets, local functions, operators) and returns an `AdmittedModel`, the only model bytes `runtime.device_session` (and
+so `EdgeModelSession` and `measure_latency_ms`) will load. A device, the CLI's `run` and the build host
+therefore cannot load a model that the profile would refuse.
 """
 
 import json
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from edge_packaging.bundle import BundleLimits, VerifiedBundle
 
@@ -223,6 +228,8 @@ class ModelFacts:
     model_bytes: int
     opsets: Mapping[str, int]
     operators: frozenset[str]
+    standard_domain_functions: tuple[str, ...]
+    """Model-local functions declared in an ONNX standard domain (`ai.onnx`, `ai.onnx.*`), refused."""
 
 
 def _subgraphs(node: Any) -> Iterable[Any]:
@@ -235,35 +242,61 @@ def _subgraphs(node: Any) -> Iterable[Any]:
             yield from attribute.graphs
 
 
+def _is_standard_domain(domain: str) -> bool:
+    """ONNX reserves `ai.onnx` and `ai.onnx.*` for the operator sets a runtime implements itself."""
+    canonical = canonical_domain(domain)
+    return canonical == DEFAULT_DOMAIN or canonical.startswith(f"{DEFAULT_DOMAIN}.")
+
+
+def _function_label(domain: str, name: str, overload: str) -> str:
+    return operator_key(domain, name) + (f" (overload {overload})" if overload else "")
+
+
 def model_facts(model_bytes: bytes) -> ModelFacts:
-    """The opset imports (highest per domain, local-function domains left out) and every operator the
-    runtime must provide: nodes of the main graph, of every subgraph (If/Loop/Scan bodies) and of
-    the bodies of local functions that are called (a call itself is not a runtime operator)."""
+    """The opset imports (highest per domain) and every operator the runtime must provide: nodes of the
+    main graph, of every subgraph (If/Loop/Scan bodies) and of the bodies of the local functions they
+    call, where a call itself is not a runtime operator.
+
+    A call resolves to a local function by (domain, name, overload), as ONNX resolves it, so one
+    overload cannot hide another's body. A function in a standard domain is never treated as a
+    function: it would shadow a runtime operator and erase that domain's opset from the check, so it
+    is listed in `standard_domain_functions` (refused) and its calls count as operators. Only domains
+    whose every node is a local-function call are left out of `opsets`."""
     import onnx
 
     model = onnx.load_model_from_string(model_bytes)
-    functions = {(canonical_domain(f.domain), f.name): f for f in model.functions}
-    function_domains = {domain for domain, _ in functions}
-    opsets: dict[str, int] = {}
-    for entry in [*model.opset_import, *(e for f in model.functions for e in f.opset_import)]:
-        domain = canonical_domain(entry.domain)
-        if domain not in function_domains:
-            opsets[domain] = max(opsets.get(domain, 0), entry.version)
-
+    functions = {(canonical_domain(f.domain), f.name, f.overload): f for f in model.functions}
+    standard = sorted(_function_label(*key) for key in functions if _is_standard_domain(key[0]))
     operators: set[str] = set()
-    visited_functions: set[tuple[str, str]] = set()
+    runtime_domains: set[str] = set()
+    visited_functions: set[tuple[str, str, str]] = set()
     pending = [list(model.graph.node)]
     while pending:
         for node in pending.pop():
-            key = (canonical_domain(node.domain), node.op_type)
-            if key in functions:
+            key = (canonical_domain(node.domain), node.op_type, node.overload)
+            if key in functions and not _is_standard_domain(key[0]):
                 if key not in visited_functions:
                     visited_functions.add(key)
                     pending.append(list(functions[key].node))
             else:
                 operators.add(operator_key(node.domain, node.op_type))
+                runtime_domains.add(key[0])
             pending.extend(list(graph.node) for graph in _subgraphs(node))
-    return ModelFacts(model_bytes=len(model_bytes), opsets=opsets, operators=frozenset(operators))
+
+    function_only_domains = {
+        domain for domain, _, _ in functions if not (domain in runtime_domains or _is_standard_domain(domain))
+    }
+    opsets: dict[str, int] = {}
+    for entry in [*model.opset_import, *(e for f in model.functions for e in f.opset_import)]:
+        domain = canonical_domain(entry.domain)
+        if domain not in function_only_domains:
+            opsets[domain] = max(opsets.get(domain, 0), entry.version)
+    return ModelFacts(
+        model_bytes=len(model_bytes),
+        opsets=opsets,
+        operators=frozenset(operators),
+        standard_domain_functions=tuple(standard),
+    )
 
 
 @dataclass(frozen=True)
@@ -280,9 +313,9 @@ class ProfileCheck:
     figures: Mapping[str, Any] = field(default_factory=dict)
 
 
-def _check_facts(
-    facts: ModelFacts, profile: DeviceProfile, latency_ms: float | None
-) -> tuple[list[str], dict]:
+def _static_failures(facts: ModelFacts, profile: DeviceProfile) -> list[str]:
+    """The limits a model must meet before it is loaded at all: size, opset per domain, no local function
+    in a standard domain, operators."""
     failures: list[str] = []
     if facts.model_bytes > profile.max_model_bytes:
         failures.append(
@@ -299,9 +332,21 @@ def _check_facts(
             failures.append(
                 f"opset: {domain} opset {version} exceeds max_onnx_opset {limit} by {version - limit}"
             )
+    if facts.standard_domain_functions:
+        failures.append(
+            f"functions: {len(facts.standard_domain_functions)} model-local function(s) in a standard "
+            f"domain: {', '.join(facts.standard_domain_functions)}"
+        )
     refused = sorted(facts.operators - profile.allowed_operators)
     if refused:
         failures.append(f"operators: {len(refused)} not in allowed_operators: {', '.join(refused)}")
+    return failures
+
+
+def _check_facts(
+    facts: ModelFacts, profile: DeviceProfile, latency_ms: float | None
+) -> tuple[list[str], dict]:
+    failures = _static_failures(facts, profile)
     if latency_ms is None:
         failures.append("latency: not measured (pass latency_ms, e.g. from measure_latency_ms)")
     elif not math.isfinite(latency_ms) or latency_ms > profile.latency_budget_ms:
@@ -321,18 +366,90 @@ def _check_facts(
     return failures, figures
 
 
+def _facts_or_failure(model_bytes: bytes) -> ModelFacts | str:
+    """The model's facts, or the one failure line of bytes that are not an ONNX model."""
+    try:
+        return model_facts(model_bytes)
+    except Exception as error:  # noqa: BLE001 - protobuf's DecodeError and friends: not ONNX
+        return f"model: not a readable ONNX model ({type(error).__name__})"
+
+
 def check_model_against_profile(
     model_bytes: bytes, profile: DeviceProfile, latency_ms: float | None
 ) -> ProfileCheck:
     """Check an ONNX model against `profile`: size, opset per domain, every operator used, and the
     p99 latency `latency_ms` measured by the caller (None counts as a failure: unmeasured is unproven)."""
-    try:
-        facts = model_facts(model_bytes)
-    except Exception as error:  # protobuf's DecodeError and friends: the model is not ONNX
-        failure = f"model: not a readable ONNX model ({type(error).__name__})"
-        return ProfileCheck(profile, False, (failure,), {})
+    facts = _facts_or_failure(model_bytes)
+    if isinstance(facts, str):
+        return ProfileCheck(profile, False, (facts,), {})
     failures, figures = _check_facts(facts, profile, latency_ms)
     return ProfileCheck(profile, not failures, tuple(failures), figures)
+
+
+class ModelRefused(ValueError):
+    """Device profiles refuse to load a model; `failures` maps each refusing profile to its reasons."""
+
+    def __init__(self, failures: Mapping[str, Sequence[str]]) -> None:
+        self.failures = {name: tuple(lines) for name, lines in failures.items()}
+        reasons = "; ".join(f"{name}: {line}" for name, lines in self.failures.items() for line in lines)
+        super().__init__(f"refused by device profile {reasons}")
+
+
+_ADMISSION = object()
+
+
+class AdmittedModel(bytes):
+    """Model bytes every profile in `profiles` admitted: the only bytes `runtime.device_session` loads.
+
+    It is `bytes`, so code that only hands the model on (`export.parity`) carries the admission with
+    it; anything derived from it (a slice, a quantized copy) is plain bytes and must be admitted anew.
+    Made only by `admit_model`.
+    """
+
+    profiles: tuple[DeviceProfile, ...]
+
+    def __new__(cls, model_bytes: bytes, profiles: tuple[DeviceProfile, ...], admission: object) -> Self:
+        if admission is not _ADMISSION:
+            raise TypeError("an AdmittedModel is made only by admit_model")
+        admitted = super().__new__(cls, model_bytes)
+        admitted.profiles = profiles
+        return admitted
+
+
+def admit_model(model_bytes: bytes, profiles: Iterable[DeviceProfile]) -> AdmittedModel:
+    """The gate in front of onnxruntime: the model passes every profile's static limits (size, opset per
+    domain, local functions, operators), or `ModelRefused` lists each refusing profile's reasons.
+
+    Latency is not part of admission: measuring it needs a session, which only an admitted model gets.
+    """
+    profiles = tuple(profiles)
+    if not profiles:
+        raise ValueError("a model is admitted against at least one device profile")
+    facts = _facts_or_failure(model_bytes)
+    if isinstance(facts, str):
+        raise ModelRefused({profile.name: (facts,) for profile in profiles})
+    refused = {profile.name: _static_failures(facts, profile) for profile in profiles}
+    refused = {name: failures for name, failures in refused.items() if failures}
+    if refused:
+        raise ModelRefused(refused)
+    return AdmittedModel(model_bytes, profiles, _ADMISSION)
+
+
+def admit_model_for_build(model_bytes: bytes, targets: Iterable[DeviceProfile]) -> AdmittedModel:
+    """The model admitted by those of `targets` that accept it; `ModelRefused`, with every target's
+    reasons, when none does.
+
+    The build host loads a model (parity, latency) only if some target device would load it; the
+    targets that refuse it fail their profile check, which reports why.
+    """
+    targets = tuple(targets)
+    try:
+        return admit_model(model_bytes, targets)
+    except ModelRefused as refusal:
+        accepting = [profile for profile in targets if profile.name not in refusal.failures]
+        if not accepting:
+            raise
+        return admit_model(model_bytes, accepting)
 
 
 def check_bundle_against_profile(bundle: VerifiedBundle, profile: DeviceProfile) -> ProfileCheck:
@@ -380,21 +497,18 @@ class LatencyFigures:
 
 
 def measure_latency_ms(
-    model_bytes: bytes, *, runs: int = 500, warmup: int = 50, threads: int = 1, seed: int = 0
+    model: AdmittedModel, *, runs: int = 500, warmup: int = 50, threads: int = 1, seed: int = 0
 ) -> LatencyFigures:
-    """Time `runs` single-window inferences with onnxruntime on `threads` intra-op threads (sequential
-    execution), after `warmup` untimed ones, in thread CPU time and wall time (see `LatencyFigures`).
-    Inputs are random, shaped from the graph with every free dimension set to 1."""
+    """Time `runs` single-window inferences of an admitted model on `threads` intra-op threads
+    (`runtime.device_session`), after `warmup` untimed ones, in thread CPU time and wall time (see
+    `LatencyFigures`). Inputs are random, shaped from the graph with every free dimension set to 1."""
     import time
 
     import numpy as np
-    import onnxruntime as ort
 
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    session = ort.InferenceSession(model_bytes, sess_options=options, providers=["CPUExecutionProvider"])
+    from edge_packaging.runtime import device_session
+
+    session = device_session(model, threads)
     rng = np.random.default_rng(seed)
     dtypes = {
         "tensor(float)": np.float32,
@@ -432,6 +546,14 @@ def check_model_against_profiles(
     model_bytes: bytes, profiles: Iterable[DeviceProfile], *, latency: LatencyFigures | None = None
 ) -> dict[str, ProfileCheck]:
     """Measure latency once (one thread) unless given, and check the model against every profile.
-    Passed checks' `figures` are what `bundle.build_bundle(device_profiles=...)` records."""
-    latency = latency if latency is not None else measure_latency_ms(model_bytes)
-    return {p.name: check_model_against_profile(model_bytes, p, latency.p99_ms) for p in profiles}
+    Latency is measured only on a model some profile admits (`admit_model_for_build`); when none does,
+    every check fails, latency unmeasured. Passed checks' `figures` are what
+    `bundle.build_bundle(device_profiles=...)` records."""
+    profiles = tuple(profiles)
+    if latency is None:
+        try:
+            latency = measure_latency_ms(admit_model_for_build(model_bytes, profiles))
+        except ModelRefused:
+            latency = None
+    p99_ms = latency.p99_ms if latency is not None else None
+    return {p.name: check_model_against_profile(model_bytes, p, p99_ms) for p in profiles}

@@ -3,6 +3,10 @@
 One onnxruntime session on the CPU provider, sequential execution, a fixed number of intra-op threads
 (one by default: a gateway gives the model one core) and no inter-op parallelism. The model arrives as
 bytes (from a verified bundle); nothing is ever unpickled.
+
+`device_session` is the only place fleetml creates an onnxruntime session, and it loads only an
+`AdmittedModel` (`profiles.admit_model`): onnxruntime parses and instantiates every operator at load
+time, so a model must pass a device profile's operator allow-list and opset check before that.
 """
 
 import json
@@ -17,6 +21,9 @@ from edge_packaging.window_spec import IMU_CHANNELS, SAMPLES_PER_WINDOW
 
 if TYPE_CHECKING:
     import numpy as np
+    import onnxruntime as ort
+
+    from edge_packaging.profiles import AdmittedModel
 
 DEFAULT_WARMUP_CALLS = 10
 
@@ -55,24 +62,39 @@ def measure_call_latency_ms(
     )
 
 
-class EdgeModelSession:
-    """An edge model (raw window in, class probabilities out) loaded as a device loads it."""
+def device_session(model: "AdmittedModel", threads: int = 1) -> "ort.InferenceSession":
+    """An onnxruntime session set up as a gateway runs one, for a model a device profile admitted.
 
-    def __init__(self, model_bytes: bytes, threads: int = 1) -> None:
-        import onnxruntime as ort
+    Plain bytes are refused with a TypeError: checking after the load would be too late, and a session
+    made anywhere else would skip the check.
+    """
+    import onnxruntime as ort
 
-        if threads < 1:
-            raise ValueError("threads must be at least 1")
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        # A spinning worker would burn the gateway's other core between inferences.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.threads = threads
-        self._session = ort.InferenceSession(
-            bytes(model_bytes), sess_options=options, providers=["CPUExecutionProvider"]
+    from edge_packaging.profiles import AdmittedModel
+
+    if not isinstance(model, AdmittedModel):
+        raise TypeError(
+            "onnxruntime loads only a model a device profile admitted: "
+            "pass edge_packaging.profiles.admit_model(model_bytes, profiles)"
         )
+    if threads < 1:
+        raise ValueError("threads must be at least 1")
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    # A spinning worker would burn the gateway's other core between inferences.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(bytes(model), sess_options=options, providers=["CPUExecutionProvider"])
+
+
+class EdgeModelSession:
+    """An edge model (raw window in, class probabilities out) loaded as a device loads it: admitted by
+    the device's profile (`profiles.admit_model`) first, then one session from `device_session`."""
+
+    def __init__(self, model: "AdmittedModel", threads: int = 1) -> None:
+        self.threads = threads
+        self._session = device_session(model, threads)
         inputs = {node.name for node in self._session.get_inputs()}
         outputs = [node.name for node in self._session.get_outputs()]
         if inputs != {IMU_INPUT, SPEED_INPUT} or PROBABILITIES_OUTPUT not in outputs:

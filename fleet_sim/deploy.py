@@ -123,10 +123,12 @@ class FleetEvaluation:
 
 
 class _DeviceRuntime:
-    """A verified bundle loaded as the devices run it: the manifest's classes and decision rule, and
-    one onnxruntime session on one thread."""
+    """A verified bundle loaded as the devices of `fleet` run it: the manifest's classes and decision
+    rule, and one onnxruntime session on one thread, for a model the device profile of every hardware
+    revision in the fleet admits (one runtime serves them all)."""
 
-    def __init__(self, bundle: VerifiedBundle) -> None:
+    def __init__(self, bundle: VerifiedBundle, fleet: ScenarioFleet) -> None:
+        from edge_packaging.profiles import ModelRefused, admit_model, load_profiles, profile_for_hardware_rev
         from edge_packaging.runtime import EdgeModelSession
 
         manifest = bundle.manifest
@@ -135,8 +137,21 @@ class _DeviceRuntime:
                 f"bundle {bundle.path.name} decides classes {', '.join(manifest.class_names)}; the fleet's "
                 f"harsh-event devices expect {', '.join(HARSH_EVENT_CLASSES)}"
             )
+        known = load_profiles()
+        profiles = {}
+        for hardware_rev in fleet.devices_by_revision():
+            profile = profile_for_hardware_rev(hardware_rev, known)
+            if profile is None:
+                raise DeviceRefusal(f"no device profile covers hardware revision {hardware_rev}")
+            profiles[profile.name] = profile
+        if not profiles:
+            raise DeviceRefusal(f"the {fleet.scenario} fleet has no devices to run bundle {bundle.path.name}")
         try:
-            self.session = EdgeModelSession(bundle.model_bytes, threads=1)
+            admitted = admit_model(bundle.model_bytes, profiles.values())
+        except ModelRefused as refusal:
+            raise DeviceRefusal(f"bundle {bundle.path.name}: the model is {refusal}") from refusal
+        try:
+            self.session = EdgeModelSession(admitted, threads=1)
         except Exception as error:  # onnxruntime raises its own types for models it cannot load
             reason = f"bundle {bundle.path.name}: the model does not load: {_first_line(error)}"
             raise DeviceRefusal(reason) from error
@@ -261,7 +276,8 @@ def deploy_bundle(
 ) -> DeploySummary:
     """Run a bundle on the scenario's fleet for `days` days from `start`; write its uploads.
 
-    The bundle is verified first (`DeviceRefusal` before anything is written). Writes, atomically,
+    The bundle is verified and its model admitted by the fleet's device profiles first (`DeviceRefusal`
+    before anything is written). Writes, atomically,
     one feedback batch per hardware revision and day under `<landing_root>/edge_feedback/` (`FEEDBACK_SCHEMA`)
     and one telemetry upload per device-day with events under `<landing_root>/telemetry/` with null
     labels and the same events. `clock_ns` times each inference (inject a fake clock for
@@ -271,8 +287,8 @@ def deploy_bundle(
     if days < 0 or events_per_device_day < 0:
         raise ValueError("days and events_per_device_day must not be negative")
     bundle = load_bundle_on_device(bundle_path, public_key_path)
-    runtime = _DeviceRuntime(bundle)
     fleet = scenario_fleet(scenario, devices, seed)
+    runtime = _DeviceRuntime(bundle, fleet)
     telemetry_dir = landing_join(landing_root, TELEMETRY_DIR)
     uploaded_on = upload_day or dt.datetime.now(dt.UTC).date()
     manifest = bundle.manifest
@@ -391,8 +407,8 @@ def evaluate_bundle_on_fleet(
     """
     day = dt.date.fromisoformat(day) if isinstance(day, str) else day
     bundle = load_bundle_on_device(bundle_path, public_key_path)
-    runtime = _DeviceRuntime(bundle)
     fleet = scenario_fleet(scenario, devices, seed)
+    runtime = _DeviceRuntime(bundle, fleet)
     truths, decisions, revisions = [], [], []
     for device in fleet.devices:
         rng = np.random.default_rng([seed, _EVALUATION_STREAM, device.index, day.toordinal()])

@@ -20,7 +20,8 @@ from bundle_fixtures import (
 
 from edge_packaging.bundle import verify_bundle
 from edge_packaging.manifest import decide_labels
-from edge_packaging.profiles import load_profile
+from edge_packaging.profiles import admit_model, load_profile
+from edge_packaging.runtime import device_session
 from edge_packaging.telemetry_contract import (
     HARSH_EVENT_CLASSES,
     IMU_CHANNELS,
@@ -228,8 +229,6 @@ def telemetry_table(rows: int, seed: int = 0) -> pa.Table:
 
 
 def test_run_scores_telemetry_rows_end_to_end(good_bundle, public_key, workdir):
-    import onnxruntime as ort
-
     table = telemetry_table(24)
     source = workdir / "telemetry.parquet"
     pq.write_table(table, source)
@@ -245,7 +244,7 @@ def test_run_scores_telemetry_rows_end_to_end(good_bundle, public_key, workdir):
     probabilities = np.column_stack([scores.column(c).to_numpy() for c in probability_columns])
 
     verified = verify_bundle(good_bundle, [KEY.public_key()])
-    session = ort.InferenceSession(verified.model_bytes, providers=["CPUExecutionProvider"])
+    session = device_session(admit_model(verified.model_bytes, [load_profile("vg-r3-gateway")]))
     feeds = {"imu": imu_windows(table.column("imu")), "speed_kph": table.column("speed_kph").to_numpy()}
     (expected,) = session.run(["probabilities"], feeds)
     np.testing.assert_allclose(probabilities, expected, atol=1e-6)

@@ -27,8 +27,9 @@ from edge_packaging.export import (
 )
 from edge_packaging.features import FEATURE_NAMES, compute_window_features
 from edge_packaging.onnx_features import feature_graph
+from edge_packaging.profiles import AdmittedModel, admit_model, load_profile
 from edge_packaging.quantization import quantize_if_it_helps
-from edge_packaging.runtime import EdgeModelSession, measure_call_latency_ms
+from edge_packaging.runtime import EdgeModelSession, device_session, measure_call_latency_ms
 from edge_packaging.telemetry_contract import GRAVITY_MPS2, HARSH_EVENT_CLASSES, SAMPLES_PER_WINDOW
 
 SEED = 20240601
@@ -44,6 +45,8 @@ DEVICE_OPERATOR_ALLOW_LIST = frozenset(
     | {("ai.onnx.ml", "TreeEnsembleClassifier")}
 )
 """What a gateway runtime must implement to run the harsh-event edge model: a short, realistic list."""
+GATEWAY_PROFILE = "vg-r3-gateway"
+"""The smallest gateway: every model these tests load in onnxruntime is admitted by it first."""
 # Features that are sums or means over the window: numpy sums pairwise, onnxruntime in its own order,
 # so these may differ by float32 rounding. Everything else (max, min, threshold counts) must be exact.
 SUMMED_FEATURES = frozenset(
@@ -51,6 +54,12 @@ SUMMED_FEATURES = frozenset(
     for name in FEATURE_NAMES
     if name.endswith(("_mean", "_std", "_energy")) or name == "speed_change_est_kph"
 )
+
+
+def admitted(model: "bytes | onnx.ModelProto", profile: str = GATEWAY_PROFILE) -> AdmittedModel:
+    """`model` admitted by a gateway profile, as every onnxruntime session requires."""
+    model_bytes = model if isinstance(model, bytes) else model.SerializeToString()
+    return admit_model(model_bytes, [load_profile(profile)])
 
 
 def _fleet_windows(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
@@ -142,12 +151,10 @@ def _ops(model: onnx.ModelProto) -> set[tuple[str, str]]:
 
 @pytest.mark.parametrize("opset", [17, 18])
 def test_feature_graph_reproduces_the_numpy_features(windows, opset):
-    import onnxruntime as ort
-
     imu, speed, _ = windows
     model = feature_graph(opset)
     assert json.loads({p.key: p.value for p in model.metadata_props}["feature_names"]) == list(FEATURE_NAMES)
-    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    session = device_session(admitted(model, "vg-r3-gateway" if opset <= 17 else "vg-r4-gateway"))
     (onnx_features,) = session.run(["features"], {"imu": imu, "speed_kph": speed})
     numpy_features = compute_window_features(imu, speed)
 
@@ -167,9 +174,7 @@ def test_feature_graph_reproduces_the_numpy_features(windows, opset):
 
 
 def test_feature_graph_keeps_the_batch_dimension_symbolic():
-    import onnxruntime as ort
-
-    session = ort.InferenceSession(feature_graph(17).SerializeToString(), providers=["CPUExecutionProvider"])
+    session = device_session(admitted(feature_graph(17)))
     imu_input, speed_input = session.get_inputs()
     assert (imu_input.name, imu_input.shape) == ("imu", ["N", 6, 200])
     assert (speed_input.name, speed_input.shape) == ("speed_kph", ["N"])
@@ -181,7 +186,7 @@ def test_feature_graph_keeps_the_batch_dimension_symbolic():
 
 def test_edge_model_matches_the_python_pipeline_on_held_out_windows(edge_model, tree_classifier, held_out):
     imu, speed, labels = held_out
-    report = parity(edge_model.SerializeToString(), tree_classifier, imu, speed)
+    report = parity(admitted(edge_model), tree_classifier, imu, speed)
     predicted = python_reference_probabilities(tree_classifier, imu, speed).argmax(axis=1)
     accuracy = float(np.mean(predicted == labels))
     print(f"\n{report}, held-out accuracy {accuracy:.3f}, model {edge_model.ByteSize()} bytes")
@@ -193,7 +198,7 @@ def test_edge_model_matches_the_python_pipeline_on_held_out_windows(edge_model, 
 
 
 def test_edge_model_contract(edge_model):
-    session = EdgeModelSession(edge_model.SerializeToString())
+    session = EdgeModelSession(admitted(edge_model))
     probabilities = session.predict_proba(np.zeros((3, 6, 200), np.float32), np.zeros(3, np.float32))
     assert probabilities.dtype == np.float32 and probabilities.shape == (3, len(HARSH_EVENT_CLASSES))
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
@@ -258,7 +263,7 @@ def test_an_export_with_swapped_feature_columns_fails_parity(edge_model, tree_cl
     del concat.input[:]
     concat.input.extend(columns)
     imu, speed, _ = held_out
-    report = parity(broken.SerializeToString(), tree_classifier, imu, speed)
+    report = parity(admitted(broken), tree_classifier, imu, speed)
     print(f"\nswapped speed_kph/speed_change_est_kph: {report}")
     assert not report.passed
     assert report.max_abs_diff > MAX_ABS_PROBABILITY_DIFF
@@ -271,15 +276,17 @@ def test_a_pipeline_exports_with_the_same_parity(training_set, held_out):
 
     pipeline = make_pipeline(StandardScaler(), LogisticRegression(max_iter=300)).fit(*training_set)
     model = export_edge_model(pipeline, HARSH_EVENT_CLASSES)
-    report = parity(model.SerializeToString(), pipeline, held_out[0], held_out[1])
+    report = parity(admitted(model), pipeline, held_out[0], held_out[1])
     assert report.passed, report
 
 
 THREADS_OF_ONE_SESSION = """
 import os, sys
 import numpy as np
+from edge_packaging.profiles import admit_model, load_profile
 from edge_packaging.runtime import EdgeModelSession
 model, imu, speed = open(sys.argv[1], "rb").read(), np.load(sys.argv[2]), np.load(sys.argv[3])
+model = admit_model(model, [load_profile(sys.argv[4])])
 EdgeModelSession(model, threads=1)  # onnxruntime's import and process-wide set-up come first
 before = len(os.listdir("/proc/self/task"))
 EdgeModelSession(model, threads=1).predict_proba(imu, speed)
@@ -297,9 +304,10 @@ def test_the_runtime_scores_on_one_thread(edge_model, tree_classifier, held_out,
         np.save(tmp_path / "imu.npy", imu[:256])
         np.save(tmp_path / "speed.npy", speed[:256])
         files = [str(tmp_path / name) for name in ("model.onnx", "imu.npy", "speed.npy")]
-        counted = subprocess.run([sys.executable, "-c", THREADS_OF_ONE_SESSION, *files], capture_output=True, text=True, check=True)
+        command = [sys.executable, "-c", THREADS_OF_ONE_SESSION, *files, GATEWAY_PROFILE]
+        counted = subprocess.run(command, capture_output=True, text=True, check=True)
         assert counted.stdout.strip() == "0", "onnxruntime started worker threads"
-    session = EdgeModelSession(edge_model.SerializeToString(), threads=1)
+    session = EdgeModelSession(admitted(edge_model), threads=1)
     session.predict_proba(imu[:256], speed[:256])
     options = session.session_options
     assert (options.intra_op_num_threads, options.inter_op_num_threads) == (1, 1)
@@ -356,7 +364,7 @@ def test_quantization_is_kept_only_when_smaller_and_checked(training_set, held_o
 
     def keeps_accuracy(model_bytes: bytes) -> bool:
         """The int8 model may lose at most one point of held-out accuracy."""
-        predicted = EdgeModelSession(model_bytes).predict_proba(imu, speed).argmax(axis=1)
+        predicted = EdgeModelSession(admitted(model_bytes)).predict_proba(imu, speed).argmax(axis=1)
         accuracy = float(np.mean(predicted == labels))
         print(f"\nmlp held-out accuracy: float {float_accuracy:.4f}, int8 {accuracy:.4f}")
         return accuracy >= float_accuracy - 0.01
@@ -364,7 +372,7 @@ def test_quantization_is_kept_only_when_smaller_and_checked(training_set, held_o
     outcome = quantize_if_it_helps(model, keeps_accuracy)
     print(f"\nmlp model: {outcome.reason}")
     assert outcome.quantized and outcome.quantized_bytes < outcome.original_bytes
-    probabilities = EdgeModelSession(outcome.model_bytes).predict_proba(imu[:4], speed[:4])
+    probabilities = EdgeModelSession(admitted(outcome.model_bytes)).predict_proba(imu[:4], speed[:4])
     assert probabilities.shape == (4, len(HARSH_EVENT_CLASSES))
 
 
@@ -401,5 +409,5 @@ def test_parity_tells_a_thousandth_from_rounding_noise(edge_model, tree_classifi
     """The gate's tolerance is behaviour, not a constant to compare against: a model off by 1e-3 in
     every probability fails, one off by 1e-6 (float rounding scale) passes."""
     imu, speed, _ = held_out
-    assert not parity(_shifted_probabilities(edge_model, 1e-3), tree_classifier, imu, speed).passed
-    assert parity(_shifted_probabilities(edge_model, 1e-6), tree_classifier, imu, speed).passed
+    assert not parity(admitted(_shifted_probabilities(edge_model, 1e-3)), tree_classifier, imu, speed).passed
+    assert parity(admitted(_shifted_probabilities(edge_model, 1e-6)), tree_classifier, imu, speed).passed

@@ -9,6 +9,7 @@ from edge_packaging.bundle import BundleLimits, verify_bundle
 from edge_packaging.profiles import (
     DEFAULT_PROFILES_DIR,
     ProfileError,
+    admit_model,
     check_bundle_against_profile,
     check_model_against_profile,
     check_model_against_profiles,
@@ -172,7 +173,7 @@ def test_not_an_onnx_model(r3):
 
 
 def test_measured_latency_feeds_the_check(profiles):
-    latency = measure_latency_ms(tiny_model_bytes(), runs=50, warmup=5)
+    latency = measure_latency_ms(admit_model(tiny_model_bytes(), profiles.values()), runs=50, warmup=5)
     assert 0 < latency.p50_ms <= latency.p99_ms and latency.runs == 50 and latency.threads == 1
     assert 0 < latency.wall_p50_ms <= latency.wall_p99_ms
     checks = check_model_against_profiles(tiny_model_bytes(), profiles.values(), latency=latency)
@@ -181,7 +182,7 @@ def test_measured_latency_feeds_the_check(profiles):
 
 
 def test_bundle_check_uses_the_recorded_figures(tmp_path, profiles):
-    latency = measure_latency_ms(tiny_model_bytes(), runs=20)
+    latency = measure_latency_ms(admit_model(tiny_model_bytes(), profiles.values()), runs=20)
     checks = check_model_against_profiles(tiny_model_bytes(), profiles.values(), latency=latency)
     recorded = {name: check.figures for name, check in checks.items() if check.passed}
     path = make_bundle(tmp_path / "ok", KEY, device_profiles=recorded)
