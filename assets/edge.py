@@ -10,6 +10,7 @@ import dagster as dg
 
 from assets.evaluation import load_registered_classifier
 from assets.model_spec import ModelSpec
+from assets.step_resources import K8S_SIGNING_STEP
 from assets.validation import VALIDATED_KEY
 from resources.artifact_store import ArtifactStoreResource
 from resources.lake import LakeResource
@@ -185,6 +186,7 @@ def build_edge_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
         kinds={"onnx"},
         code_version="1",
         io_manager_key="ref_io_manager",
+        op_tags=K8S_SIGNING_STEP,
         ins={
             "edge_model": dg.AssetIn(edge_model_key),
             "champion_model": champion_in,

@@ -37,3 +37,16 @@ K8S_TRAINING_STEP = k8s_step_tags(cpu="1", memory="4Gi", cpu_limit="2", memory_l
 K8S_SPARK_STEP = k8s_step_tags(cpu="1", memory="4Gi", cpu_limit="2", memory_limit="6Gi")
 # Whole-history pandas work: the training dataset joins every day, the drift report runs evidently.
 K8S_BATCH_STEP = k8s_step_tags(cpu="1", memory="4Gi", cpu_limit="2", memory_limit="8Gi")
+
+SIGNING_SECRET = "fleetml-signing"
+"""The Kubernetes Secret holding FLEETML_SIGNING_KEY (and its passphrase and public key)."""
+# The one step that signs (the edge bundle) gets the signing secret in its pod alone: the code server
+# that runs the sensors, the run workers and every other step never hold the private key.
+K8S_SIGNING_STEP = {
+    K8S_CONFIG_TAG: {
+        "container_config": {
+            **K8S_LIGHT_STEP[K8S_CONFIG_TAG]["container_config"],
+            "env_from": [{"secret_ref": {"name": SIGNING_SECRET}}],
+        }
+    }
+}

@@ -25,7 +25,7 @@ import os
 import re
 import stat
 import tempfile
-from collections.abc import Container, Iterable, Mapping, Sequence
+from collections.abc import Collection, Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -76,6 +76,7 @@ REJECTION_CODES: tuple[str, ...] = (
     "missing_member",  # manifest.json or model.onnx missing
     "bad_signature",  # wrong length, or does not verify with any trusted key
     "untrusted_key",  # the manifest names a signing key that is not trusted
+    "revoked_key",  # signed by a key whose id the device was told is revoked, trusted or not
     "bad_manifest",  # signed, but does not parse (manifest.ManifestError)
     "key_mismatch",  # signed by a trusted key other than the one the manifest names
     "files_mismatch",  # the manifest does not list exactly model.onnx
@@ -371,13 +372,16 @@ def verify_bundle(
     path: str | os.PathLike,
     trusted_public_keys: TrustedKeys,
     limits: BundleLimits = BundleLimits(),
+    revoked_key_ids: Collection[str] = frozenset(),
 ) -> VerifiedBundle:
     """Check a bundle as a device does, or raise `BundleRejected` with a one-line reason.
 
     After the structural checks of `read_bundle_members`: all three members present; the signature
     verifies over the exact manifest bytes with one of `trusted_public_keys` (a sequence of keys, or a
     mapping alias -> key); the manifest parses strictly and names that key; it lists exactly the
-    model file, whose size and sha256 match.
+    model file, whose size and sha256 match. A key whose id is in `revoked_key_ids` is refused even
+    when it is trusted and its signature is valid: revocation outranks trust, so a leaked key is cut
+    off with one list pushed to devices, before every device's trust set can be changed.
     """
     trusted = _trusted_keys(trusted_public_keys)
     contents = read_bundle_members(path, limits)
@@ -402,8 +406,11 @@ def verify_bundle(
             continue
         signer = kid
         break
+    claimed = _claimed_key_id(manifest_bytes)
+    for revoked in (signer, claimed):
+        if revoked is not None and revoked in revoked_key_ids:
+            raise BundleRejected("revoked_key", f"signed by revoked key {revoked}")
     if signer is None:
-        claimed = _claimed_key_id(manifest_bytes)
         trusted_ids = ", ".join(sorted(trusted))
         if claimed is not None and claimed not in trusted:
             raise BundleRejected(

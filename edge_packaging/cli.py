@@ -67,6 +67,7 @@ EXIT_REJECTED = 1
 EXIT_USAGE = 2
 EXIT_BAD_INPUT = 3
 PUBLIC_KEY_ENV = "FLEETML_PUBLIC_KEY"
+REVOKED_KEYS_ENV = "FLEETML_REVOKED_KEY_IDS"
 PROBABILITY_PREFIX = "probability_"
 _ALIASED_KEY_RE = re.compile(r"([A-Za-z0-9][A-Za-z0-9_.-]{0,63})=(.+)")
 
@@ -123,16 +124,23 @@ def _profile_keys(
     return chosen
 
 
+def revoked_key_ids(given: Sequence[str] | None) -> frozenset[str]:
+    """Key ids given with `--revoked-key-id`, and those listed (comma-separated) in `$FLEETML_REVOKED_KEY_IDS`."""
+    listed = os.environ.get(REVOKED_KEYS_ENV, "")
+    return frozenset(key_id.strip() for key_id in [*(given or []), *listed.split(",")] if key_id.strip())
+
+
 def _verify(
     bundle: str,
     key_specs: Sequence[str] | None,
     limits: BundleLimits = BundleLimits(),
     profile: DeviceProfile | None = None,
+    revoked: Sequence[str] | None = None,
 ) -> VerifiedBundle:
     keys = _trusted_keys(key_specs)
     trusted = _profile_keys(keys, profile) if profile is not None else [key for _, key in keys]
     try:
-        return verify_bundle(bundle, trusted, limits)
+        return verify_bundle(bundle, trusted, limits, revoked_key_ids(revoked))
     except BundleRejected as error:
         raise CliError(EXIT_REJECTED, f"REJECTED: {error.reason}") from None
 
@@ -145,7 +153,7 @@ def _command_verify(args: argparse.Namespace) -> int:
         except ProfileError as error:
             raise CliError(EXIT_USAGE, str(error)) from None
     limits = profile.bundle_limits() if profile else BundleLimits()
-    verified = _verify(args.bundle, args.public_key, limits, profile)
+    verified = _verify(args.bundle, args.public_key, limits, profile, args.revoked_key_id)
     manifest = verified.manifest
     summary = (
         f"OK {manifest.model_name} {manifest.model_version}: signed by {verified.signing_key_id}, "
@@ -214,7 +222,7 @@ def _command_inspect(args: argparse.Namespace) -> int:
     without one, the manifest is printed with a note that its signature was not checked."""
     checked = bool(args.public_key) or bool(os.environ.get(PUBLIC_KEY_ENV))
     if checked:
-        verified = _verify(args.bundle, args.public_key)
+        verified = _verify(args.bundle, args.public_key, revoked=args.revoked_key_id)
         manifest, members = verified.manifest, BUNDLE_MEMBERS
         path, size, sha256 = verified.path, verified.archive_bytes, verified.bundle_sha256
         signature = f"valid, by trusted key {verified.signing_key_id}"
@@ -281,7 +289,7 @@ def _admitted_model(args: argparse.Namespace) -> tuple[VerifiedBundle, AdmittedM
         except ProfileError as error:
             raise CliError(EXIT_USAGE, str(error)) from None
     limits = profile.bundle_limits() if profile else BundleLimits()
-    verified = _verify(args.bundle, args.public_key, limits, profile)
+    verified = _verify(args.bundle, args.public_key, limits, profile, args.revoked_key_id)
     if profile is not None:
         profiles = [profile]
     else:
@@ -390,6 +398,10 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("bundle")
     verify.add_argument("--public-key", action="append", metavar="[ALIAS=]PEM", help=key_help)
     verify.add_argument(
+        "--revoked-key-id", action="append", metavar="KEY_ID",
+        help=f"refuse a bundle signed by this key id, even a trusted one (repeatable; also ${REVOKED_KEYS_ENV})",
+    )
+    verify.add_argument(
         "--profile",
         metavar="NAME_OR_JSON",
         help="also check against a device profile, trusting only the key given for its trusted_key alias",
@@ -397,6 +409,10 @@ def build_parser() -> argparse.ArgumentParser:
     verify.set_defaults(handler=_command_verify)
 
     inspect = commands.add_parser("inspect", help="print a bundle's manifest")
+    inspect.add_argument(
+        "--revoked-key-id", action="append", metavar="KEY_ID",
+        help=f"refuse a bundle signed by this key id, even a trusted one (repeatable; also ${REVOKED_KEYS_ENV})",
+    )
     inspect.add_argument("bundle")
     inspect.add_argument(
         "--public-key",
@@ -410,6 +426,10 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="verify a bundle, then score telemetry rows one window at a time")
     run.add_argument("bundle")
     run.add_argument("--public-key", action="append", metavar="[ALIAS=]PEM", help=key_help)
+    run.add_argument(
+        "--revoked-key-id", action="append", metavar="KEY_ID",
+        help=f"refuse a bundle signed by this key id, even a trusted one (repeatable; also ${REVOKED_KEYS_ENV})",
+    )
     run.add_argument(
         "--input", required=True, metavar="X.parquet", help="telemetry rows (event_id and the model inputs)"
     )

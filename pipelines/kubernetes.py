@@ -5,6 +5,8 @@ The Helm values, the KubeRay and Spark configs and the deploy tests read the sam
 image tag or a secret name is changed in one place and cannot drift between them.
 """
 
+from assets.step_resources import SIGNING_SECRET  # noqa: F401 - the deploy files' one list of secrets
+
 FLEETML_IMAGE_REPOSITORY = "ghcr.io/fleetml/fleetml"
 # The project version from pyproject.toml (a deploy test keeps them equal): one release, one tag.
 FLEETML_IMAGE_TAG = "0.1.0"
@@ -18,6 +20,5 @@ K8S_NAMESPACE = "fleetml"
 # Secrets created by the operator before the chart is installed (README.md, "Deploying"), never by us.
 S3_SECRET = "fleetml-s3"
 S3_SECRET_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
-SIGNING_SECRET = "fleetml-signing"
 SIGNING_SECRET_KEYS = ("FLEETML_SIGNING_KEY", "FLEETML_SIGNING_PUBLIC_KEY")
 POSTGRES_SECRET = "fleetml-postgresql"

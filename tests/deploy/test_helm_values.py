@@ -20,7 +20,6 @@ from pipelines.kubernetes import (
     FLEETML_IMAGE_TAG,
     POSTGRES_SECRET,
     S3_SECRET,
-    SIGNING_SECRET,
 )
 from pipelines.preflight import STORE_VARIABLES
 
@@ -158,7 +157,7 @@ def test_production_environment_is_plain_env_and_credentials_come_from_secrets(c
         assert env[name].startswith("s3://"), name
     assert re.match(r"^(spark|k8s)://", env["FLEETML_SPARK_MASTER"])
     assert "FLEETML_RAY_ADDRESS" not in env, "production Ray is a KubeRay cluster per step, not an address"
-    expected = [{"name": S3_SECRET}, {"name": SIGNING_SECRET}]
+    expected = [{"name": S3_SECRET}]  # the signing secret reaches the signing step alone
     assert code_location["envSecrets"] == expected
     assert run_launcher["envSecrets"] == expected
 

@@ -161,7 +161,7 @@ def test_the_step_pod_runs_the_image_as_non_root_with_credentials_by_reference(h
     assert container["securityContext"]["runAsUser"] == 10001
     assert pod["serviceAccountName"] == helm_values["serviceAccount"]["name"]
     assert {"secretRef": {"name": S3_SECRET}} in container["envFrom"]
-    assert {"secretRef": {"name": SIGNING_SECRET}} in container["envFrom"]
+    assert {"secretRef": {"name": SIGNING_SECRET}} not in container["envFrom"]  # only the signing step
     env = {item["name"]: item for item in container["env"]}
     assert env["DAGSTER_PG_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == POSTGRES_SECRET
     assert env["FLEETML_ENV"]["value"] == "prod"
@@ -258,7 +258,17 @@ def test_k8s_job_executor_config_validates_for_the_production_code_location():
     assert result["jobs"] and all(job["executor"] and job["typo_refused"] for job in result["jobs"].values())
     assert result["jobs"]["harsh_event_training_job"]["steps"] == [
         "harsh_event__candidate_model",
+        "harsh_event__edge_bundle",
         "harsh_event__training_dataset",
     ]
     assert result["jobs"]["telemetry_job"]["steps"] == ["harsh_event__window_features"]
     assert result["jobs"]["edge_feedback_job"]["steps"] == ["harsh_event__drift_report"]
+
+
+def test_only_the_bundle_step_pod_holds_the_signing_secret(definitions, helm_values, merged_global, k8s_version):
+    key = ("harsh_event", "edge_bundle")
+    job = render_step_job(dg.AssetKey(list(key)).to_python_identifier(), step_tags_of(definitions, key), helm_values, merged_global)
+    kubernetes_validate.validate(job, k8s_version, strict=True)
+    assert {"secretRef": {"name": SIGNING_SECRET}} in container_of(job)["envFrom"]
+    assert {"secretRef": {"name": S3_SECRET}} in container_of(job)["envFrom"]
+

@@ -118,7 +118,8 @@ def test_extract_writes_only_verified_members_to_a_fresh_directory(good_bundle, 
 
 def test_every_tamper_case_is_listed_and_every_rejection_code_is_exercised(cases):
     assert sorted(cases) == sorted(TAMPER_CASE_NAMES)
-    exercised = {case.code for case in cases.values()} | {"unreadable"}  # see test_missing_path_is_rejected
+    # "unreadable": see test_missing_path_is_rejected; "revoked_key": see test_key_rotation.py
+    exercised = {case.code for case in cases.values()} | {"unreadable", "revoked_key"}
     assert exercised == set(REJECTION_CODES)
 
 
