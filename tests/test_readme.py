@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
+import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 README = (REPO_ROOT / "README.md").read_text()
@@ -24,6 +25,7 @@ def test_readme_opens_with_the_make_commands():
         assert command in first_block
 
 
+@pytest.mark.slow  # the whole lifecycle, from telemetry to a verified bundle
 def test_the_ci_commands_run_against_a_fresh_home(tmp_path):
     home = tmp_path / "fleetml"
     env = {

@@ -13,7 +13,7 @@ import pytest
 from stack.local_stack import LocalStack
 from stack.processes import alive, session_members
 
-pytestmark = pytest.mark.stack
+pytestmark = [pytest.mark.stack, pytest.mark.slow]  # real servers take seconds to start
 REPO_ROOT = Path(__file__).parents[2]
 
 

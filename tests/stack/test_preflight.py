@@ -9,7 +9,7 @@ import pytest
 
 from pipelines.preflight import PreflightFailed, check_production_environment
 
-pytestmark = pytest.mark.stack
+pytestmark = [pytest.mark.stack, pytest.mark.slow]  # real servers take seconds to start
 
 
 def test_the_stack_passes_the_preflight(local_stack):

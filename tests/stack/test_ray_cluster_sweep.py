@@ -10,7 +10,7 @@ from assets.training_sweep import fit_and_score, parameter_grid, run_sweep_on_ra
 from resources.ray_cluster import RayClusterByAddress
 from stack.local_stack import LocalStack
 
-pytestmark = pytest.mark.stack
+pytestmark = [pytest.mark.stack, pytest.mark.slow]  # real servers take seconds to start
 SEED = 7
 
 

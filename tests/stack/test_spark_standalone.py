@@ -16,7 +16,7 @@ from resources.filesystems import filesystem_and_path
 from resources.spark import SparkResource, cluster_spark_config
 from stack.local_stack import LocalStack
 
-pytestmark = pytest.mark.stack
+pytestmark = [pytest.mark.stack, pytest.mark.slow]  # real servers take seconds to start
 DAY = dt.date(2026, 11, 3)
 
 
