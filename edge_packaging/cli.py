@@ -145,7 +145,8 @@ def _verify(
         raise CliError(EXIT_REJECTED, f"REJECTED: {error.reason}") from None
 
 
-def _command_verify(args: argparse.Namespace) -> int:
+def _verify_as_profile(args: argparse.Namespace) -> tuple[VerifiedBundle, DeviceProfile | None]:
+    """The bundle verified with `--profile`'s size limits and trusted key when one is given."""
     profile = None
     if args.profile:
         try:
@@ -153,7 +154,11 @@ def _command_verify(args: argparse.Namespace) -> int:
         except ProfileError as error:
             raise CliError(EXIT_USAGE, str(error)) from None
     limits = profile.bundle_limits() if profile else BundleLimits()
-    verified = _verify(args.bundle, args.public_key, limits, profile, args.revoked_key_id)
+    return _verify(args.bundle, args.public_key, limits, profile, args.revoked_key_id), profile
+
+
+def _command_verify(args: argparse.Namespace) -> int:
+    verified, profile = _verify_as_profile(args)
     manifest = verified.manifest
     summary = (
         f"OK {manifest.model_name} {manifest.model_version}: signed by {verified.signing_key_id}, "
@@ -282,14 +287,7 @@ def _input_arrays(table, manifest: Manifest) -> dict:
 def _admitted_model(args: argparse.Namespace) -> tuple[VerifiedBundle, AdmittedModel]:
     """The bundle verified as a device of the run's profile(s) verifies it, and its model admitted by
     them: `--profile`, else the profiles the manifest was built for (see the module docstring)."""
-    profile = None
-    if args.profile:
-        try:
-            profile = load_profile(args.profile)
-        except ProfileError as error:
-            raise CliError(EXIT_USAGE, str(error)) from None
-    limits = profile.bundle_limits() if profile else BundleLimits()
-    verified = _verify(args.bundle, args.public_key, limits, profile, args.revoked_key_id)
+    verified, profile = _verify_as_profile(args)
     if profile is not None:
         profiles = [profile]
     else:
