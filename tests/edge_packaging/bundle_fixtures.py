@@ -5,6 +5,9 @@ import gzip
 import hashlib
 import io
 import json
+import os
+import subprocess
+import sys
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +32,25 @@ LINEAGE = {
 def seeded_key(seed: int) -> Ed25519PrivateKey:
     """An Ed25519 key derived from `seed`, so test keys (and signatures) are reproducible."""
     return Ed25519PrivateKey.from_private_bytes(hashlib.sha256(f"fleetml-test-key-{seed}".encode()).digest())
+
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def cli(*args, env_extra: dict | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+    """`python -m edge_packaging ARGS` in a child process, without `$FLEETML_PUBLIC_KEY` unless given."""
+    env = {k: v for k, v in os.environ.items() if k != "FLEETML_PUBLIC_KEY"}
+    env["PYTHONPATH"] = str(REPO_ROOT)
+    env.update(env_extra or {})
+    return subprocess.run(
+        [sys.executable, "-m", "edge_packaging", *map(str, args)],
+        check=False,
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        env=env,
+        timeout=timeout,
+    )
 
 
 def write_public_key(path: Path, key: Ed25519PrivateKey) -> Path:

@@ -1,8 +1,5 @@
 import json
-import os
 import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -12,6 +9,7 @@ from bundle_fixtures import (
     LINEAGE,
     TAMPER_CASE_NAMES,
     THRESHOLDS,
+    cli,
     make_bundle,
     seeded_key,
     tamper_cases,
@@ -30,27 +28,12 @@ from edge_packaging.telemetry_contract import (
     imu_windows,
 )
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 KEY = seeded_key(1)
 OTHER_KEY = seeded_key(2)
 R3_FIGURES = {"vg-r3-gateway": {"latency_p99_ms": 0.05, "model_bytes": 694, "latency_budget_ms": 2.0}}
 """A recorded vg-r3-gateway pass, so `verify --profile vg-r3-gateway` passes but for the key."""
 RELEASE_ALIAS = "fleetml-edge-release"
 """The alias every default device profile trusts (`trusted_key`)."""
-
-
-def cli(*args, env_extra: dict | None = None) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k != "FLEETML_PUBLIC_KEY"}
-    env["PYTHONPATH"] = str(REPO_ROOT)
-    env.update(env_extra or {})
-    return subprocess.run(
-        [sys.executable, "-m", "edge_packaging", *map(str, args)],
-        capture_output=True,
-        text=True,
-        cwd=REPO_ROOT,
-        env=env,
-        timeout=60,
-    )
 
 
 def assert_one_line_failure(result: subprocess.CompletedProcess, status: int, reason: str) -> None:

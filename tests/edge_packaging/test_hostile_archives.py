@@ -4,44 +4,25 @@ recurses once per chained GNU long-name header, and holds a GNU sparse map at se
 in memory; the verifier must refuse each of these from its first header, with bounded work, a
 one-line reason, and never an exception other than `BundleRejected`."""
 
-import os
-import subprocess
-import sys
 import tarfile
 import tracemalloc
 from pathlib import Path
 
 import pytest
-from bundle_fixtures import make_bundle, member, members_of, seeded_key, write_public_key, write_tar
+from bundle_fixtures import cli, make_bundle, member, members_of, seeded_key, write_public_key, write_tar
 from fuzzing import fuzz_settings
 from hypothesis import given
 from hypothesis import strategies as st
 
 from edge_packaging.bundle import BUNDLE_MEMBERS, REJECTION_CODES, BundleLimits, BundleRejected, verify_bundle
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 KEY = seeded_key(1)
 TIMEOUT_S = 20
 """Generous for the checks (well under a second here); the old 1 MiB pax parse took minutes."""
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess:
-    """`python -m edge_packaging` in a child process, killed after `TIMEOUT_S` seconds."""
-    env = {k: v for k, v in os.environ.items() if k != "FLEETML_PUBLIC_KEY"}
-    env["PYTHONPATH"] = str(REPO_ROOT)
-    return subprocess.run(
-        [sys.executable, "-m", "edge_packaging", *args],
-        check=False,
-        capture_output=True,
-        text=True,
-        cwd=REPO_ROOT,
-        env=env,
-        timeout=TIMEOUT_S,
-    )
-
-
 def assert_cli_refuses(bundle: Path, public_key: Path, reason: str) -> None:
-    result = run_cli("verify", str(bundle), "--public-key", str(public_key))
+    result = cli("verify", bundle, "--public-key", public_key, timeout=TIMEOUT_S)
     assert result.returncode == 1, (result.returncode, result.stderr[-2000:])
     assert result.stderr.count("\n") == 1 and result.stderr.startswith("REJECTED: "), result.stderr[-2000:]
     assert reason in result.stderr, result.stderr
