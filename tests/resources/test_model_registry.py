@@ -1,3 +1,4 @@
+import contextlib
 import datetime as dt
 import hashlib
 import itertools
@@ -45,6 +46,25 @@ def registry_root(request, tmp_path: Path) -> tuple[str, Path]:
 def registry(registry_root) -> ModelRegistry:
     return ModelRegistry(registry_root[0], clock=_clock())
 
+
+
+@contextlib.contextmanager
+def power_cut_when_replacing(registry: ModelRegistry, file_name: str):
+    """The store dies when it replaces `file_name`; the block must raise that, and the store is whole again after."""
+    store = registry._store
+    real_replace = store.replace
+
+    def crash(path, data):
+        if path.endswith(file_name):
+            raise OSError("power cut")
+        real_replace(path, data)
+
+    store.replace = crash
+    try:
+        with pytest.raises(OSError, match="power cut"):
+            yield
+    finally:
+        del store.replace
 
 def _files(tag: str) -> dict[str, bytes]:
     return {"model.skops": f"weights {tag}".encode(), "card.json": json.dumps({"tag": tag}).encode()}
@@ -244,26 +264,14 @@ def test_names_cannot_escape_the_registry(registry):
         registry.register(MODEL, _files("a"), {"metrics": {"f1": float("nan")}})
 
 
-def test_history_wins_after_a_crash_between_history_append_and_alias_cache(
-    registry, registry_root, monkeypatch
-):
+def test_history_wins_after_a_crash_between_history_append_and_alias_cache(registry, registry_root):
     v1, v2 = (registry.register(MODEL, _files(tag), {}) for tag in "ab")
     registry.set_alias(MODEL, "champion", v1.version_id, "trainer", "first")
     aliases_json = registry_root[1] / MODEL / "aliases.json"
     stale = aliases_json.read_bytes()
 
-    store = registry._store
-    real_replace = store.replace
-
-    def crash_on_alias_cache(path, data):
-        if path.endswith("aliases.json"):
-            raise OSError("power cut")
-        real_replace(path, data)
-
-    monkeypatch.setattr(store, "replace", crash_on_alias_cache)
-    with pytest.raises(OSError, match="power cut"):
+    with power_cut_when_replacing(registry, "aliases.json"):
         registry.set_alias(MODEL, "champion", v2.version_id, "trainer", "second")
-    monkeypatch.setattr(store, "replace", real_replace)
 
     assert aliases_json.read_bytes() == stale  # the cache is behind ...
     assert registry.alias(MODEL, "champion") == v2  # ... and the history decides
@@ -355,22 +363,10 @@ def test_a_history_without_its_head_is_detected(registry, registry_root):
         registry.aliases(MODEL)
 
 
-def test_an_append_interrupted_before_its_head_is_kept_and_anchored_by_the_next(
-    registry, registry_root, monkeypatch
-):
+def test_an_append_interrupted_before_its_head_is_kept_and_anchored_by_the_next(registry, registry_root):
     v1, v2 = (registry.register(MODEL, _files(tag), {}) for tag in "ab")
-    store = registry._store
-    real_replace = store.replace
-
-    def crash_on_head(path, data):
-        if path.endswith("history.head.json"):
-            raise OSError("power cut")
-        real_replace(path, data)
-
-    monkeypatch.setattr(store, "replace", crash_on_head)
-    with pytest.raises(OSError, match="power cut"):
+    with power_cut_when_replacing(registry, "history.head.json"):
         registry.set_alias(MODEL, "champion", v1.version_id, "trainer", "first")
-    monkeypatch.setattr(store, "replace", real_replace)
 
     assert registry.alias(MODEL, "champion") == v1  # the line past the head is history
     registry.set_alias(MODEL, "champion", v2.version_id, "trainer", "second")
