@@ -17,8 +17,9 @@ Its sampling noise still shrinks with the window, though: for two draws of one n
 0.03 and 0.05 at 5000 vs 3000. The default threshold of 0.1 suits windows of a couple of thousand
 rows; a window of a few hundred rows needs a higher threshold (about 0.2), or it flags noise.
 
-Every figure in `DriftResult` is read from evidently's own result (`Snapshot.dict()` of a
-`Report([DataDriftPreset(...)], include_tests=True)` run), never recomputed here:
+Every figure in `DriftResult` is read from evidently's own result (`Snapshot.dict()` of a report
+of the metrics that `DataDriftPreset` itself expands to, with their default tests), never recomputed
+here:
 
 - per feature, the `ValueDrift` metric (`config.type == "evidently:metric_v2:ValueDrift"`):
   `score` is its `value`, `threshold` its `config.threshold`, the method its `config.method`, and
@@ -31,6 +32,11 @@ Every figure in `DriftResult` is read from evidently's own result (`Snapshot.dic
 
 evidently computes the per-feature metrics and the dataset count through two separate code paths; the
 number of drifted features and the count are checked to agree.
+
+The report lists those metrics itself rather than through `DataDriftPreset`, because the preset also
+renders evidently's legacy drift table, which re-measures every column and draws its charts a second
+time: half of the report's cost (1.3 s instead of 2.3 s for 41 features) for the same figures and the
+same per-feature charts.
 """
 
 import math
@@ -103,7 +109,7 @@ def measure_drift(
     drift_share: float = DEFAULT_DRIFT_SHARE,
 ) -> DriftResult:
     """Measure the drift of `current` against `reference` on exactly `columns` (numerical) with
-    evidently's DataDriftPreset, the stattest `method`, the per-feature `threshold` and the
+    evidently's data-drift metrics, the stattest `method`, the per-feature `threshold` and the
     dataset-drift share `drift_share` all fixed explicitly, whatever the sample size.
 
     `method` is any evidently stattest that accepts numerical columns ("wasserstein", "psi",
@@ -122,19 +128,17 @@ def measure_drift(
     selected = list(columns)
 
     from evidently import DataDefinition, Dataset, Report
-    from evidently.presets import DataDriftPreset
+    from evidently.metrics import DriftedColumnsCount, ValueDrift
 
     # An explicit definition keeps evidently from inferring a low-cardinality float column (a 0/1
     # flag) as categorical, which a numerical method would then refuse.
     definition = DataDefinition(numerical_columns=selected)
     report = Report(
         [
-            DataDriftPreset(
-                columns=selected,
-                method=method,
-                threshold=threshold,
-                drift_share=drift_share,
-            )
+            DriftedColumnsCount(
+                columns=selected, method=method, threshold=threshold, drift_share=drift_share
+            ),
+            *(ValueDrift(column=column, method=method, threshold=threshold) for column in selected),
         ],
         include_tests=True,
     )
@@ -221,7 +225,7 @@ def _read_snapshot(
     reference_rows: int,
     current_rows: int,
 ) -> DriftResult:
-    """Build a DriftResult from `Snapshot.dict()` of a DataDriftPreset run (see the module docstring
+    """Build a DriftResult from `Snapshot.dict()` of the drift metrics' run (see the module docstring
     for which figure comes from where)."""
     from evidently.legacy.tests.base_test import TestStatus
 

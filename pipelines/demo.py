@@ -222,7 +222,7 @@ def main() -> None:
     from fleet_sim.faults import inject_upload_faults
     from fleet_sim.telemetry import simulate_telemetry
     from pipelines.definitions import defs
-    from pipelines.demo_loop import StageClock, execute
+    from pipelines.demo_loop import StageClock, execute, local_ray_runtime
     from pipelines.environment import fleetml_home
     from pipelines.model_specs import HARSH_EVENT_MODEL
 
@@ -238,7 +238,7 @@ def main() -> None:
 
     job = defs.resolve_job_def("telemetry_job")
     partitions = [str(DEMO_START + dt.timedelta(days=offset)) for offset in range(args.days)]
-    with dg.DagsterInstance.get() as instance:
+    with dg.DagsterInstance.get() as instance, local_ray_runtime():
         days = []
         for partition in partitions:
             figures, run_id = run_day(job, instance, partition)

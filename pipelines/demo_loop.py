@@ -7,6 +7,8 @@ executes the runs they request (with their run keys and tags) on the same instan
 
 import json
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,6 +74,21 @@ def drain_feedback(defs: dg.Definitions, instance: dg.DagsterInstance, ticker: S
             runs += 1
             failed += not result.success
     return runs, failed
+
+
+@contextmanager
+def local_ray_runtime() -> Iterator[None]:
+    """One local Ray runtime for every training of the demo, started here, lent to each training step
+    by `LocalRayOnDemand` and shut down at the end, instead of one start and stop per run."""
+    import ray
+
+    from pipelines.environment import LOCAL_RAY_INIT_OPTIONS
+
+    ray.init(**LOCAL_RAY_INIT_OPTIONS)
+    try:
+        yield
+    finally:
+        ray.shutdown()
 
 
 def bundle_ref(home: Path, model: str) -> dict:
