@@ -41,6 +41,7 @@ same per-feature charts.
 
 import math
 import numbers
+import re
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -53,6 +54,12 @@ DEFAULT_METHOD = "wasserstein"
 DEFAULT_THRESHOLD = 0.1
 DEFAULT_DRIFT_SHARE = 0.3
 
+# evidently names each metric, widget and test of a report with a fresh random UUID (dashed or 32 hex
+# digits): quoted in the report's JSON, and after `metric_` in the script that draws it.
+_REPORT_ID = re.compile(
+    r'(?<=")(?:[0-9a-f]{32}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})(?=")'
+    r"|(?<=metric_)[0-9a-f]{32}\b"
+)
 _VALUE_DRIFT = "evidently:metric_v2:ValueDrift"
 _DRIFTED_COLUMNS_COUNT = "evidently:metric_v2:DriftedColumnsCount"
 
@@ -159,7 +166,7 @@ def measure_drift(
                 reference.loc[:, selected].reset_index(drop=True), data_definition=definition
             ),
         )
-        html = snapshot.get_html_str(as_iframe=False)
+        html = stable_report_ids(snapshot.get_html_str(as_iframe=False))
 
     return _read_snapshot(
         snapshot.dict(),
@@ -168,6 +175,21 @@ def measure_drift(
         reference_rows=len(reference),
         current_rows=len(current),
     )
+
+
+def stable_report_ids(html: str) -> str:
+    """`html` with evidently's random element ids renumbered in order of first appearance, in the
+    shape each had (a valid UUID stays one), so that the same data gives the same report bytes."""
+    numbered: dict[str, str] = {}
+
+    def renumber(match: re.Match[str]) -> str:
+        original = match.group()
+        if original not in numbered:
+            n = len(numbered)
+            numbered[original] = f"{n:08x}-0000-7000-8000-000000000000" if "-" in original else f"{n:032x}"
+        return numbered[original]
+
+    return _REPORT_ID.sub(renumber, html)
 
 
 def _validate(

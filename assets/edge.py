@@ -18,6 +18,7 @@ from resources.model_registry import ModelRegistryResource
 from resources.signing_keys import SigningKeyResource
 
 if TYPE_CHECKING:
+    from assets.bundle_release import EarlierBundle
     from edge_packaging.profiles import DeviceProfile, LatencyFigures
 
 PARITY_CHECK = "parity_with_python_pipeline"
@@ -73,6 +74,26 @@ def steady_latency(
     admitted = admit_model_for_build(model_bytes, targets)
     measured = sorted((measure_latency_ms(admitted) for _ in range(rounds)), key=lambda round_: round_.p99_ms)
     return measured[len(measured) // 2]
+
+
+def _earlier_bundle(
+    artifacts: ArtifactStoreResource, signing_key: SigningKeyResource, model_name: str, record: dict
+) -> "EarlierBundle | None":
+    """The bundle an earlier materialization recorded, read back from this artifact store by its
+    sha256 and verified with today's key; None when it is gone, is not those bytes, or does not verify
+    (signed by a rotated key: a rebuild is then a new bundle anyway)."""
+    from assets.bundle_release import EarlierBundle
+    from edge_packaging.bundle import BundleLimits, bundle_file_name
+
+    uri = artifacts.uri_of("bundles", record["sha256"], bundle_file_name(model_name, record["version"]))
+    trusted = {signing_key.key_alias: signing_key.trusted_public_key(signing_key.key_alias)}
+    try:
+        verified = _verify_stored_bundle(artifacts, uri, trusted, BundleLimits())
+    except Exception:  # noqa: BLE001 - missing, unreadable or refused: nothing to reproduce
+        return None
+    if verified.bundle_sha256 != record["sha256"]:
+        return None
+    return EarlierBundle(version=record["version"], sha256=record["sha256"], manifest=verified.manifest)
 
 
 def _previous_bundles(context: dg.AssetExecutionContext, key: dg.AssetKey, limit: int = 50) -> list[dict]:
@@ -217,14 +238,22 @@ def build_edge_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
         model_evaluation: dict,
         training_dataset: dict,
         artifacts: ArtifactStoreResource,
+        registry: ModelRegistryResource,
         signing_key: SigningKeyResource,
     ):
         """The signed archive devices install: `model.onnx`, `manifest.json` (name, semantic version,
         file hashes, input/output spec with units and class names, thresholds, the device profiles it
-        passed, lineage back to data partitions, code versions, validation and this run) and an Ed25519
-        signature over the manifest."""
+        passed, lineage back to data partitions, code versions, validation and the training run) and
+        an Ed25519 signature over the manifest.
+
+        Reproducible: the same inputs give the same bytes. The manifest's `created_at` is the model's
+        registration time, and a rebuild that comes out identical to an earlier bundle of the same
+        model, its recorded latency reused (see `assets.bundle_release`), is that bundle, version
+        included."""
+        from assets.bundle_release import release_bundle
         from edge_packaging.bundle import bundle_bytes, bundle_file_name
         from edge_packaging.decision import with_fallback
+        from edge_packaging.manifest import utc_timestamp
         from edge_packaging.profiles import (
             check_bundle_against_profile,
             check_model_against_profiles,
@@ -238,7 +267,7 @@ def build_edge_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
         model_checks = check_model_against_profiles(model_bytes, targets, latency=latency)
         previous = _previous_bundles(context, bundle_key)
         same_model = [m for m in previous if m.get("model_version_id") == champion_model["version_id"]]
-        version = f"{spec.contract_version}.{champion_model['sequence']}.{len(same_model)}"
+        registered = registry.version(spec.name, champion_model["version_id"])
         private_key = signing_key.private_key()
         key_label = signing_key.label()
         if signing_key.is_dev_key:
@@ -256,18 +285,36 @@ def build_edge_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
             "validation": training_dataset.get("validation", {}),
             "edge_model_sha256": edge_model["sha256"],
             "code_versions": {key.to_user_string(): cv for key, cv in context.assets_def.code_versions_by_key.items()},
-            "dagster_run_id": context.run.run_id,
+            # The run that trained the model, not this one: a rebuild must not change the bytes. The runs
+            # that built a bundle are its materializations, found by its sha256.
+            **({"training_run_id": run_id} if (run_id := registered.metadata.get("run_id")) else {}),
             "signing_key": key_label,
         }
-        archive = bundle_bytes(  # checks the model's interface against the manifest's specs first
-            model_bytes,
-            model_name=spec.name,
-            model_version=version,
-            decision_thresholds=with_fallback(champion_model["thresholds"], spec.fallback_class),
-            private_key=private_key,
-            device_profiles={name: dict(check.figures) for name, check in model_checks.items() if check.passed},
-            lineage=lineage,
+
+        def build(version: str, device_profiles) -> bytes:
+            return bundle_bytes(  # checks the model's interface against the manifest's specs first
+                model_bytes,
+                model_name=spec.name,
+                model_version=version,
+                decision_thresholds=with_fallback(champion_model["thresholds"], spec.fallback_class),
+                private_key=private_key,
+                device_profiles=device_profiles,
+                lineage=lineage,
+                created_at=utc_timestamp(registered.created_at),
+            )
+
+        records_by_version: dict[str, dict] = {}
+        for record in same_model:  # newest first
+            records_by_version.setdefault(record["version"], record)
+        earlier = (_earlier_bundle(artifacts, signing_key, spec.name, r) for r in records_by_version.values())
+        release = release_bundle(
+            build,
+            {name: dict(check.figures) for name, check in model_checks.items() if check.passed},
+            version_prefix=f"{spec.contract_version}.{champion_model['sequence']}",
+            earlier_versions=set(records_by_version),
+            earlier=(bundle for bundle in earlier if bundle is not None),
         )
+        version, archive = release.version, release.archive
         stored = artifacts.put("bundles", bundle_file_name(spec.name, version), archive)
         rollback = next((m for m in previous if m.get("model_version_id") == champion_model.get("previous_version_id")), None)
         verdicts, rejections = {}, []
@@ -314,6 +361,9 @@ def build_edge_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
                 ),
                 "signing_key": key_label + (" (DEVELOPMENT key)" if signing_key.is_dev_key else ""),
                 "rollback_bundle": rollback["version"] if rollback else "none (first bundle)",
+                "build": f"reproduces {release.reproduces} byte for byte (its recorded latency kept)"
+                if release.reproduces
+                else "a new bundle",
                 "verify_command": f"python -m edge_packaging verify {stored.uri} --public-key $FLEETML_HOME/keys/dev-signing-key.pub.pem"
                 if signing_key.is_dev_key
                 else f"python -m edge_packaging verify {stored.uri} --public-key <release public key>",

@@ -81,6 +81,19 @@ def evaluate_classifier(model: Any, frame, spec: ModelSpec, target_precision: fl
     }
 
 
+def challenged_champion(registry: ModelRegistryResource, model_name: str, candidate_version_id: str):
+    """The champion a candidate is measured against: the current one, or, when the candidate already
+    is the champion (a rerun after its promotion), the one its promotion replaced. So rerunning the
+    evaluation of a candidate reproduces its report instead of dropping the comparison."""
+    current = registry.alias(model_name, CHAMPION_ALIAS)
+    if current is None or current.version_id != candidate_version_id:
+        return current
+    history = registry.history(model_name, alias=CHAMPION_ALIAS)
+    promotions = [event for event in history if event.version_id == candidate_version_id]
+    replaced = promotions[-1].previous_version_id if promotions else None
+    return registry.version(model_name, replaced) if replaced else None
+
+
 def _png_md(title: str, png: bytes) -> dg.MetadataValue:
     return dg.MetadataValue.md(f"**{title}**\n\n![{title}](data:image/png;base64,{base64.b64encode(png).decode()})")
 
@@ -173,9 +186,9 @@ def build_evaluation_asset(spec: ModelSpec) -> dg.AssetsDefinition:
             load_registered_classifier(registry, spec.name, candidate_model["version_id"]),
             frame, spec, target_precision, config.bootstrap_resamples,
         )
-        champion_version = registry.alias(spec.name, CHAMPION_ALIAS)
+        champion_version = challenged_champion(registry, spec.name, candidate_model["version_id"])
         champion = None
-        if champion_version is not None and champion_version.version_id != candidate_model["version_id"]:
+        if champion_version is not None:
             champion = evaluate_classifier(
                 load_registered_classifier(registry, spec.name, champion_version.version_id),
                 frame, spec, target_precision, config.bootstrap_resamples,

@@ -25,6 +25,7 @@ from edge_packaging.bundle import build_bundle, verify_bundle  # noqa: E402
 from edge_packaging.decision import with_fallback  # noqa: E402
 from edge_packaging.export import export_edge_model, python_reference_probabilities  # noqa: E402
 from edge_packaging.features import compute_window_features  # noqa: E402
+from edge_packaging.manifest import utc_timestamp  # noqa: E402
 from edge_packaging.profiles import admit_model, load_profile  # noqa: E402
 from edge_packaging.runtime import EdgeModelSession, measure_call_latency_ms  # noqa: E402
 from edge_packaging.signing import generate_private_key  # noqa: E402
@@ -68,7 +69,7 @@ def main() -> None:
     key = generate_private_key()
     with tempfile.TemporaryDirectory() as directory:
         path = build_bundle(directory, model.SerializeToString(), model_name="harsh_event", model_version="0.0.1",
-                            decision_thresholds=thresholds, private_key=key)
+                            decision_thresholds=thresholds, private_key=key, created_at=utc_timestamp())
         bundle = verify_bundle(path, [key.public_key()])
         bundle_bytes = path.stat().st_size
     session = EdgeModelSession(admit_model(bundle.model_bytes, [load_profile("vg-r3-gateway")]), threads=1)

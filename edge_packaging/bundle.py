@@ -44,7 +44,6 @@ from edge_packaging.manifest import (
     load_manifest_json,
     parse_manifest,
     serialize_manifest,
-    utc_timestamp,
 )
 from edge_packaging.signing import SIGNATURE_BYTES, SignatureInvalid, key_id, sign, verify_signature
 
@@ -574,17 +573,20 @@ def build_manifest(
     output: OutputSpec = HARSH_EVENT_OUTPUT,
     device_profiles: Mapping[str, Mapping[str, Any]] | None = None,
     lineage: Mapping[str, Any] | None = None,
-    created_at: str | None = None,
+    created_at: str,
 ) -> Manifest:
     """The manifest of a format-1 bundle around `model_bytes` (raises `ManifestError` if invalid).
 
-    `lineage` always gains `model_sha256`. `created_at` defaults to now; pass it for reproducible bundles.
+    `lineage` always gains `model_sha256`. `created_at` (`manifest.utc_timestamp` form) is a required
+    input, never the clock read here: the same inputs must give the same manifest, so a caller that
+    wants reproducible bundles passes a time that belongs to the content (the platform passes the
+    model's registration time).
     """
     entry = FileEntry.of(model_bytes)
     return Manifest(
         model_name=model_name,
         model_version=model_version,
-        created_at=created_at if created_at is not None else utc_timestamp(),
+        created_at=created_at,
         files={MODEL_FILE: entry},
         inputs=tuple(inputs),
         output=output,
@@ -606,7 +608,7 @@ def bundle_bytes(
     output: OutputSpec = HARSH_EVENT_OUTPUT,
     device_profiles: Mapping[str, Mapping[str, Any]] | None = None,
     lineage: Mapping[str, Any] | None = None,
-    created_at: str | None = None,
+    created_at: str,
 ) -> bytes:
     """The signed archive of a bundle around `model_bytes`, for callers that store it themselves.
 
@@ -640,7 +642,7 @@ def build_bundle(
     output: OutputSpec = HARSH_EVENT_OUTPUT,
     device_profiles: Mapping[str, Mapping[str, Any]] | None = None,
     lineage: Mapping[str, Any] | None = None,
-    created_at: str | None = None,
+    created_at: str,
 ) -> Path:
     """Build, sign and write `<output_dir>/<name>-<version>.bundle.tar` (see `bundle_bytes`).
 

@@ -9,6 +9,7 @@ data figures; a rerun replaces partitions instead of adding rows.
 
 import argparse
 import datetime as dt
+import logging
 import time
 from dataclasses import dataclass
 
@@ -217,6 +218,10 @@ def main() -> None:
     parser.add_argument("--no-loop", action="store_true", help="stop after the first bundle")
     parser.add_argument("--timings", action="store_true", help="print each stage's wall time and run overhead")
     args = parser.parse_args()
+    # Libraries log at WARNING unless asked: configured first, so that a library configuring the root
+    # logger at import (onnxruntime's quantizer sets INFO) no longer floods the demo with the
+    # great-expectations context's INFO lines of every validation.
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
     from assets.features import WINDOW_FEATURES_KEY
     from fleet_sim.faults import inject_upload_faults

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from assets.drift_metrics import DriftResult, FeatureDrift, measure_drift
+from assets.drift_metrics import DriftResult, FeatureDrift, measure_drift, stable_report_ids
 
 # Twelve window features with their own scales, like the per-window aggregates of the feature table.
 MEANS = np.array([0.0, 9.81, -0.2, 1.5, 30.0, 0.05, 2.0, -1.0, 0.3, 12.0, 0.0, 4.0])
@@ -166,6 +166,28 @@ def test_html_is_evidently_report_with_the_features(shifted: DriftResult):
     assert "<html" in shifted.html.lower()
     assert all(c in shifted.html for c in SHIFTED)
     assert "html=" not in repr(shifted)
+
+
+def test_the_same_data_gives_the_same_report_bytes(reference: pd.DataFrame, shifted: DriftResult):
+    """evidently ids every element with a random UUID; the report renumbers them, keeping the links
+    between them and the shape of each id."""
+    again = measure_drift(reference, feature_frame(1500, seed=3, shift_std={c: 1.0 for c in SHIFTED}), COLUMNS)
+    assert again.html == shifted.html
+    assert "metric_00000000000000000000000000000000" in shifted.html
+    assert '"00000001-0000-7000-8000-000000000000"' in shifted.html
+
+
+def test_renumbered_ids_keep_their_links_and_leave_other_hex_alone():
+    html = (
+        'var metric_ab12cd34ef56ab12cd34ef56ab12cd34 = {"id": "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b", '
+        '"linked": ["ab12cd34ef56ab12cd34ef56ab12cd34"], "parent": "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b", '
+        '"colour": "#ff00ff"}; /^00000000-0000-0000-0000-000000000000$/'
+    )
+    assert stable_report_ids(html) == (
+        'var metric_00000000000000000000000000000000 = {"id": "00000001-0000-7000-8000-000000000000", '
+        '"linked": ["00000000000000000000000000000000"], "parent": "00000001-0000-7000-8000-000000000000", '
+        '"colour": "#ff00ff"}; /^00000000-0000-0000-0000-000000000000$/'
+    )
 
 
 def test_top_drifted_orders_by_score(shifted: DriftResult):

@@ -77,7 +77,7 @@ def test_end_to_end_from_telemetry_to_a_verified_signed_bundle(champion_home):
     lineage = manifest["lineage"]
     assert lineage["partitions"] == ref(home, "training_dataset")["partitions"]
     assert lineage["model_version_id"] == candidate["version_id"]
-    assert lineage["dagster_run_id"] == result.run_id
+    assert lineage["training_run_id"] == result.run_id  # the run that trained the model (here, the same run)
     assert lineage["signing_key"].startswith("dev:")
     assert set(manifest["device_profiles"]) == set(SPEC.device_profiles)
     assert manifest["decision_thresholds"]["benign"] == 0.0

@@ -220,6 +220,15 @@ def test_edge_model_contract(edge_model):
     onnx.checker.check_model(edge_model, full_check=True)
 
 
+def test_export_is_byte_identical_for_the_same_classifier(tree_classifier, edge_model):
+    """The edge model is content-addressed: exporting the same fitted model again (as a rerun of
+    `edge_model` does, from the classifier loaded from the registry) must give the same bytes."""
+    import copy
+
+    again = export_edge_model(copy.deepcopy(tree_classifier), HARSH_EVENT_CLASSES)
+    assert again.SerializeToString() == edge_model.SerializeToString()
+
+
 def test_edge_model_uses_only_operators_a_device_allow_list_can_name(edge_model):
     used = _ops(edge_model)
     print("\noperators:", ", ".join(f"{domain or 'ai.onnx'}:{op}" for domain, op in sorted(used)))
