@@ -1,7 +1,9 @@
 """The edge-feedback sensor: turns each new feedback upload in the landing zone into one partitioned run.
 
 Each tick lists the recent day prefixes of `landing/edge_feedback/` (a directory or an S3 prefix) with
-the cursor-based scan (`sensors.landing_scan`), so uploads seen on earlier ticks cost nothing. A new upload must be keyed `date=<upload day>/<batch_id>.parquet` and conform to the
+the cursor-based scan (`sensors.landing_scan`), so uploads seen on earlier ticks cost nothing; a fresh
+cursor works through the uploads already there in key order, a page of the listing per tick. A new
+upload must be keyed `date=<upload day>/<batch_id>.parquet` and conform to the
 feedback contract; then its batch id becomes a dynamic partition (added once) and it gets a run
 request whose run key is the batch id plus the file's content hash. The daemon never launches two runs
 with the same run key, so the same bytes seen again (a replayed cursor, an identical re-upload) do not
@@ -31,7 +33,9 @@ FEEDBACK_FILE_TAG = "fleetml/feedback_file"
 FEEDBACK_SHA256_TAG = "fleetml/feedback_sha256"
 """sha256 of the upload the run was requested for: the run should refuse a file that no longer matches."""
 TRIGGER_TAG = "fleetml/trigger"
-OUTSIDE_DAY_PREFIX = "upload outside a date=YYYY-MM-DD/ prefix: the uploader must key uploads by their UTC upload day"
+OUTSIDE_DAY_PREFIX = (
+    "upload outside a date=YYYY-MM-DD/ prefix: the uploader must key uploads by their UTC upload day"
+)
 
 
 @dataclass(frozen=True)
@@ -53,7 +57,9 @@ class UploadReplaced(Exception):
     """The upload was replaced while it was read; the scan reports the newer version on the next tick."""
 
 
-def check_feedback_upload(listed: ListedUpload, lister: UploadLister, uri: str, source: str) -> FeedbackUpload:
+def check_feedback_upload(
+    listed: ListedUpload, lister: UploadLister, uri: str, source: str
+) -> FeedbackUpload:
     """Name, bounds and contract checks of one listed upload from its footer, and its content hash.
 
     The sensor decodes no data: an upload over its size bound is refused from the listing, and the
@@ -71,7 +77,9 @@ def check_feedback_upload(listed: ListedUpload, lister: UploadLister, uri: str, 
             raise ValueError(OUTSIDE_DAY_PREFIX)
         batch_id = batch_id_of(name)
         if listed.size_bytes > DEFAULT_BOUNDS.max_file_bytes:
-            raise ValueError(f"upload of {listed.size_bytes} bytes is over the limit of {DEFAULT_BOUNDS.max_file_bytes}")
+            raise ValueError(
+                f"upload of {listed.size_bytes} bytes is over the limit of {DEFAULT_BOUNDS.max_file_bytes}"
+            )
         upload = inspect_upload(read_bytes(uri), FEEDBACK_SCHEMA)
     except ValueError:
         if lister.current(listed.key) != listed:
@@ -124,7 +132,7 @@ def build_edge_feedback_sensor(
         scan = scan_new_uploads(lister, context.cursor, time.time_ns(), max_files_per_tick)
 
         run_requests: list[dg.RunRequest] = []
-        new_partitions: list[str] = []
+        batch_ids: list[str] = []
         quarantined = skipped = handled = accepted_rows = 0
         for listed in scan.new_files:
             if handled and time.monotonic() - started > tick_budget_seconds:
@@ -159,10 +167,7 @@ def build_edge_feedback_sensor(
                 dropped = ", ".join(upload.extra_columns)
                 context.log.info(f"{listed.key}: columns not in the contract dropped: {dropped}")
             accepted_rows += upload.rows
-            if upload.batch_id not in new_partitions and not context.instance.has_dynamic_partition(
-                partitions_name, upload.batch_id
-            ):
-                new_partitions.append(upload.batch_id)
+            batch_ids.append(upload.batch_id)
             run_requests.append(
                 dg.RunRequest(
                     run_key=upload.run_key,
@@ -175,11 +180,22 @@ def build_edge_feedback_sensor(
                 )
             )
 
+        # One membership query a tick, not one per upload (a round trip each to the instance's database).
+        accepted_batches = list(dict.fromkeys(batch_ids))
+        existing = (
+            context.instance.get_existing_dynamic_partitions(partitions_name, accepted_batches)
+            if accepted_batches
+            else set()
+        )
+        new_partitions = [batch_id for batch_id in accepted_batches if batch_id not in existing]
         left_over = scan.backlog + len(scan.new_files) - handled
+        sweep_note = (
+            ", and the sweep of uploads older than the cursor goes on" if scan.sweeping_after(handled) else ""
+        )
         context.log.info(
             f"edge feedback: {len(scan.new_files) + scan.backlog} new,"
             f" {len(run_requests)} accepted ({accepted_rows} rows),"
-            f" {quarantined} quarantined, {skipped} skipped, {left_over} left for the next tick"
+            f" {quarantined} quarantined, {skipped} skipped, {left_over} left for the next tick{sweep_note}"
             f" ({time.monotonic() - started:.2f} s)"
         )
         partition_requests = [partitions_def.build_add_request(new_partitions)] if new_partitions else []
@@ -190,4 +206,3 @@ def build_edge_feedback_sensor(
         )
 
     return edge_feedback_sensor
-

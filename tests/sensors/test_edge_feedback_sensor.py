@@ -236,6 +236,42 @@ def test_more_new_files_than_the_tick_limit_are_spread_over_ticks_and_none_is_lo
     assert store_root.exists(store_root.join("quarantine", FEEDBACK_SOURCE, f"date={upload_day}", "broken.parquet"))
 
 
+def test_a_backlog_older_than_a_fresh_cursor_drains_over_ticks_each_upload_requested_once(
+    landing_zone, store_root, upload_day, upload_feedback, capfd
+):
+    sensor = build_edge_feedback_sensor(feedback_job, feedback_batches, max_files_per_tick=3)
+    daemon = Daemon(sensor, landing_zone)
+    old_days = [f"date={upload_day - dt.timedelta(days=days_ago)}" for days_ago in (20, 4)]
+    backlog = [(day, f"old-{d}-{i}") for d, day in enumerate(old_days) for i in range(4)]
+    for day, batch_id in reversed(backlog):  # landed (copied in) in the reverse of key order
+        uri = landing_zone.source_uri(FEEDBACK_SOURCE, day, f"{batch_id}.parquet")
+        store_root.write(uri, _parquet_bytes(feedback_table(seed=len(batch_id))))
+    broken = landing_zone.source_uri(FEEDBACK_SOURCE, old_days[1], "broken.parquet")
+    store_root.write(broken, b"junk")
+    upload_feedback("today-0.parquet", feedback_table(seed=100))
+
+    per_tick, cursor_bytes = [], []
+    for _ in range(6):
+        per_tick.append([request.partition_key for request in daemon.tick().run_requests])
+        cursor_bytes.append(len(daemon.cursor))
+
+    requested = [key for keys in per_tick for key in keys]
+    sweep_order = sorted((f"{day}/{batch_id}", batch_id) for day, batch_id in backlog)
+    # Each once, the backlog by key; three uploads a tick, of which the second tick quarantines one.
+    assert requested == [batch_id for _, batch_id in sweep_order] + ["today-0"]
+    assert [len(keys) for keys in per_tick] == [3, 2, 3, 1, 0, 0]
+    assert len(daemon.launched_run_keys) == len(requested)
+    assert sorted(daemon.instance.get_dynamic_partitions(feedback_batches.name)) == sorted(requested)
+    quarantine = store_root.join("quarantine", FEEDBACK_SOURCE, old_days[1])
+    assert not store_root.exists(broken)
+    sidecars = [name for name in store_root.names(quarantine) if name.endswith(SIDECAR_SUFFIX)]
+    assert sidecars == [f"broken.parquet{SIDECAR_SUFFIX}"]
+    assert max(cursor_bytes) < 300 and "sweep" not in json.loads(daemon.cursor)
+    summaries = [line for line in capfd.readouterr().err.splitlines() if "edge feedback:" in line]
+    assert "the sweep of uploads older than the cursor goes on" in summaries[0]
+    assert "sweep" not in summaries[-1]
+
+
 def test_a_tick_out_of_time_still_takes_one_file_and_leaves_the_rest_for_later(landing_zone, upload_feedback):
     daemon = Daemon(build_edge_feedback_sensor(feedback_job, feedback_batches, tick_budget_seconds=0.0), landing_zone)
     for i in range(3):
@@ -304,26 +340,33 @@ def test_an_upload_outside_a_day_prefix_is_quarantined_not_left_unseen(daemon, u
     assert sidecar["reason"] == OUTSIDE_DAY_PREFIX
 
 
-def test_a_tick_lists_only_the_latest_days_not_the_history(landing_zone, store_root, upload_day, monkeypatch):
+def test_a_fresh_cursor_sweeps_the_history_once_then_ticks_list_only_the_latest_days(
+    landing_zone, store_root, upload_day, monkeypatch
+):
     old_day = upload_day - dt.timedelta(days=30)
     for i in range(3):
         store_root.write(landing_zone.source_uri(FEEDBACK_SOURCE, f"date={old_day}", f"old-{i}.parquet"), b"x")
     lister = landing_zone.lister(FEEDBACK_SOURCE)
-    listed_days = []
-    real_list_uploads = type(lister).list_uploads
+    listed_days, sweeps = [], []
+    real_list_uploads, real_list_uploads_after = type(lister).list_uploads, type(lister).list_uploads_after
 
     def recording(self, since_day):
         listed_days.append(since_day)
         return real_list_uploads(self, since_day)
 
-    monkeypatch.setattr(type(lister), "list_uploads", recording)
-    cursor = scan_new_uploads(lister, None, time.time_ns(), limit=100)
-    assert len(cursor.new_files) == 3
-    settled = scan_new_uploads(lister, cursor.next_cursor, time.time_ns() + 10**12, limit=100)
+    def recording_sweep(self, after_key):
+        sweeps.append(after_key)
+        return real_list_uploads_after(self, after_key)
 
-    assert listed_days[0] is None and listed_days[1] >= upload_day - dt.timedelta(days=1)
-    assert [listed.key for listed in lister.list_uploads(listed_days[1])] == []
-    assert settled.new_files == []
+    monkeypatch.setattr(type(lister), "list_uploads", recording)
+    monkeypatch.setattr(type(lister), "list_uploads_after", recording_sweep)
+    first = scan_new_uploads(lister, None, time.time_ns(), limit=100)
+    settled = scan_new_uploads(lister, first.next_cursor, time.time_ns() + 10**12, limit=100)
+
+    assert [listed.key for listed in first.new_files] == [f"date={old_day}/old-{i}.parquet" for i in range(3)]
+    assert not first.sweeping and settled.new_files == []
+    assert sweeps == [None]  # the history is listed once, by the sweep of the fresh cursor
+    assert listed_days and all(day >= upload_day - dt.timedelta(days=1) for day in listed_days)
 
 
 def test_extra_columns_are_accepted_and_the_tick_is_summarised_in_one_line(daemon, upload_feedback, capfd):

@@ -10,6 +10,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from resources.upload_listing import LOCAL_SETTLE_NS as SETTLE_NS
 from resources.upload_listing import ListedUpload, lister_for
+from sensors import landing_scan
 from sensors.landing_scan import scan_new_uploads
 
 SECOND_NS = 1_000_000_000
@@ -32,6 +33,10 @@ class Listing:
 
     def list_uploads(self, since_day):
         return [ListedUpload(f"{TODAY}/{name}", arrival_ns, str(version)) for name, arrival_ns, version in self.files]
+
+    def list_uploads_after(self, after_key):
+        listed = sorted(self.list_uploads(None))
+        return [upload for upload in listed if after_key is None or upload.key > after_key]
 
 
 def names(result) -> list[str]:
@@ -93,6 +98,9 @@ def test_a_rename_that_lands_during_a_scan_is_found_by_the_next_one(store_root):
             listed = list(lister.list_uploads(since_day))
             land(store_root, "during.parquet")  # landed after the listing was read
             return listed
+
+        def list_uploads_after(self, after_key):
+            return lister.list_uploads_after(after_key)
 
     first = scan_new_uploads(ListingThatMissesAConcurrentUpload(), None, time.time_ns(), 100)
     assert names(first) == ["before.parquet"]
@@ -171,6 +179,128 @@ def test_a_clock_that_steps_back_does_not_report_seen_files_again(store_root):
 def test_a_foreign_cursor_is_refused_rather_than_misread(store_root, cursor):
     with pytest.raises(ValueError, match="not a landing-scan cursor"):
         scan_new_uploads(lister_for(store_root.uri), cursor, time.time_ns(), limit=10)
+
+
+def day_prefix(days_ago: int) -> str:
+    return f"date={dt.datetime.now(dt.UTC).date() - dt.timedelta(days=days_ago)}"
+
+
+class CountingLister:
+    """A real lister that counts what each kind of listing yields: the sweep's, and the arrival scan's."""
+
+    def __init__(self, lister):
+        self.lister = lister
+        self.settle_ns = lister.settle_ns
+        self.swept = 0
+        self.listed_days: list = []
+
+    def list_uploads(self, since_day):
+        self.listed_days.append(since_day)
+        return self.lister.list_uploads(since_day)
+
+    def list_uploads_after(self, after_key):
+        for listed in self.lister.list_uploads_after(after_key):
+            self.swept += 1
+            yield listed
+
+
+def test_uploads_are_listed_in_key_order_from_any_key_alike_on_both_stores(store_root):
+    old, older = day_prefix(3), day_prefix(4)
+    loose_day = f"{old}.parquet"
+    keys = [f"{old}/b.parquet", f"{old}/a.parquet", f"{older}/c.parquet", "a.parquet", "z.parquet", loose_day]
+    for key in keys:
+        store_root.write(store_root.join(key), b"x")
+    store_root.write(store_root.join(old, ".tmp.parquet"), b"x")
+    lister = lister_for(store_root.uri)
+
+    everything = [listed.key for listed in lister.list_uploads_after(None)]
+
+    # Where a loose `date=<day>.parquet` falls beside that day's folder is the store's own order (S3 sorts
+    # by bytes, SeaweedFS walks folders): what a sweep needs is that resuming after any key is consistent.
+    assert sorted(everything) == sorted(keys)
+    assert [key for key in everything if key != loose_day] == sorted(set(keys) - {loose_day})
+    for i, key in enumerate(everything):
+        assert [listed.key for listed in lister.list_uploads_after(key)] == everything[i + 1 :]
+    after_a_missing_key = [listed.key for listed in lister.list_uploads_after(f"{old}/aa.parquet")]
+    assert after_a_missing_key == everything[everything.index(f"{old}/b.parquet") :]
+
+
+def test_a_fresh_cursor_drains_a_backlog_in_key_order_listing_each_upload_once(store_root):
+    keys = [f"{day_prefix(days_ago)}/u{i}.parquet" for days_ago in (9, 5, 2) for i in range(5)]
+    for key in reversed(keys):  # arrival order is the reverse of key order
+        land(store_root, key.rsplit("/", 1)[1], day=key.split("/")[0])
+    lister = CountingLister(lister_for(store_root.uri))
+
+    cursor, per_tick, sizes = None, [], []
+    for _ in range(6):
+        result = scan_new_uploads(lister, cursor, FAR_FUTURE_NS, limit=4)  # everything has settled: a backlog
+        per_tick.append([listed.key for listed in result.new_files])
+        cursor = result.next_cursor
+        sizes.append(len(cursor))
+
+    assert [len(keys) for keys in per_tick] == [4, 4, 4, 3, 0, 0]
+    assert [key for tick in per_tick for key in tick] == keys  # each once, in key order
+    assert lister.swept == len(keys)  # no upload of the backlog is listed twice
+    assert all(day >= dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1) for day in lister.listed_days)
+    assert max(sizes) < 200 and "sweep" not in json.loads(cursor)
+
+
+def test_uploads_copied_in_under_old_days_are_swept_and_todays_are_scanned_by_arrival(store_root):
+    old_keys = [f"{day_prefix(days_ago)}/old-{i}.parquet" for days_ago in (30, 3) for i in range(3)]
+    for key in old_keys:  # a restored landing zone: old days, today's arrival
+        land(store_root, key.rsplit("/", 1)[1], day=key.split("/")[0])
+    for name in ("new-1.parquet", "new-0.parquet"):
+        land(store_root, name)
+    lister = CountingLister(lister_for(store_root.uri))
+    # The first scan's settle horizon at the first arrival: every upload arrived after it.
+    now_ns = min(listed.arrival_ns for listed in lister.list_uploads_after(None)) + lister.settle_ns
+
+    cursor, reported, sweeping = None, [], []
+    for _ in range(6):
+        result = scan_new_uploads(lister, cursor, now_ns, limit=4)
+        reported += [listed.key for listed in result.new_files]
+        sweeping.append(result.sweeping)
+        cursor = result.next_cursor
+
+    assert reported[:6] == sorted(old_keys)  # the sweep's, by key
+    assert sorted(reported[6:]) == [f"{TODAY}/new-0.parquet", f"{TODAY}/new-1.parquet"]  # the arrival scan's
+    assert sweeping == [True, False, False, False, False, False]
+    assert all(day >= dt.datetime.now(dt.UTC).date() - dt.timedelta(days=2) for day in lister.listed_days)
+
+
+def test_a_tick_stopped_inside_the_sweep_resumes_after_the_last_upload_it_processed():
+    t = 50 * SECOND_NS
+    listing = Listing([(f"f{i}.parquet", t, i) for i in range(5)])
+    first = scan_new_uploads(listing, None, t + 10 * SECOND_NS, limit=3)
+    assert names(first) == ["f0.parquet", "f1.parquet", "f2.parquet"] and first.sweeping
+
+    resumed = scan_new_uploads(listing, first.cursor_after(1), t + 11 * SECOND_NS, limit=10)
+    assert first.sweeping_after(1) and not resumed.sweeping
+    assert names(resumed) == ["f1.parquet", "f2.parquet", "f3.parquet", "f4.parquet"]
+    from_the_start = scan_new_uploads(listing, first.cursor_after(0), t + 11 * SECOND_NS, limit=10)
+    assert names(from_the_start)[0] == "f0.parquet"
+    assert names(scan_new_uploads(listing, resumed.next_cursor, t + 12 * SECOND_NS, limit=10)) == []
+
+
+def test_the_sweep_lists_a_bounded_number_of_keys_per_tick_however_few_it_takes(monkeypatch):
+    monkeypatch.setattr(landing_scan, "SWEEP_KEYS_PER_TICK", 3)
+    t = 50 * SECOND_NS
+    settled = [(f"f{i}.parquet", t, i) for i in range(4)]
+    # Arrived after the first scan's horizon: the arrival scan's.
+    fresh = [(f"g{i}.parquet", t + 100 * SECOND_NS, 10 + i) for i in range(4)]
+    listing = Listing(settled + fresh)
+
+    cursor, per_tick, sweeping = None, [], []
+    for _ in range(4):
+        result = scan_new_uploads(listing, cursor, t + 100 * SECOND_NS + SETTLE_NS, limit=100)
+        per_tick.append(names(result))
+        sweeping.append(result.sweeping)
+        cursor = result.next_cursor
+
+    # The arrival scan reports the fresh uploads at once; the sweep walks three keys a tick.
+    assert per_tick[0] == ["f0.parquet", "f1.parquet", "f2.parquet"] + [f"g{i}.parquet" for i in range(4)]
+    assert per_tick[1:] == [["f3.parquet"], [], []]
+    assert sweeping == [True, True, False, False]
 
 
 GRAIN_NS = 4_000_000
