@@ -28,7 +28,7 @@ HARSH_EVENT_MODEL = ModelSpec(
 )
 
 HARSH_EVENT_RETRAIN_POLICY = RetrainPolicy(
-    max_drifted_share=0.2,
+    max_drifted_share=0.02,
     min_live_macro_f1=0.8,
     min_live_recall=0.7,
     min_reviewed_for_live=200,

@@ -25,7 +25,7 @@ def features(rows: int, seed: int, shift: float = 0.0) -> pd.DataFrame:
 
 def materialize_drift(tmp_path, current_rows: int, shift: float) -> dict:
     lake = LakeResource(uri=str(tmp_path / "lake"))
-    reference = features(2000, seed=1).assign(split="train")
+    reference = features(2000, seed=1).assign(split="train", hardware_rev="vg-r4")
     stored = lake.write_table(["harsh_event", "training_dataset"], None, pa.Table.from_pandas(reference, preserve_index=False))
     (tmp_path / "refs" / "harsh_event").mkdir(parents=True)
     (tmp_path / "refs" / "harsh_event" / "training_dataset.json").write_text(json.dumps({"uri": stored.uri}))

@@ -1,12 +1,28 @@
 """Blessing gates: absolute floors on the candidate and no slice regression against the champion."""
 
+import json
+import shutil
+from pathlib import Path
+
+import dagster as dg
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
+from threadpoolctl import threadpool_limits
 
+from assets.evaluation import ABSOLUTE_GATE, CHAMPION_ALIAS, SLICE_GATE
 from assets.evaluation_metrics import classification_metrics, slice_metrics
+from assets.features import WINDOW_FEATURES_KEY
 from assets.model_gates import GateSpec, absolute_gate_failures, slice_regression_failures
+from assets.model_lifecycle import build_model_lifecycle
 from edge_packaging.telemetry_contract import HARSH_EVENT_CLASSES
+from pipelines.model_specs import HARSH_EVENT_MODEL
+from resources.artifact_store import ArtifactStoreResource
+from resources.json_refs import JsonRefIOManager
+from resources.model_registry import ModelRegistry, ModelRegistryResource
+from resources.skops_models import dump_classifier
 
 SPEC = GateSpec(
     min_macro_f1=0.7,
@@ -168,3 +184,150 @@ def test_slice_gate_reads_slice_metrics_of_both_models_on_the_same_evaluation_se
     assert [failure.figure for failure in failures] == ["macro_f1[region=us]"]
     assert failures[0].message.startswith("macro-F1 on region=us 0.")
     assert "vs champion 1.00" in failures[0].message
+
+
+# --- wiring: the blocking check on the code location's own evaluation asset -----------------------
+# The functions above are the gate's logic; these tests hold the asset definitions the platform builds
+# from the harsh-event spec to it: `model_evaluation` must compare the candidate with the registered
+# champion slice by slice, report it through its blocking check, and so keep `champion_model` from
+# promoting a candidate that regressed on one slice. Small synthetic models, no Ray: a few seconds.
+
+REGRESSING_REV = "vg-r4"
+"""The hardware revision on which the regressing candidate has learnt to call every event benign."""
+
+
+def lifecycle_assets() -> dict[str, dg.AssetsDefinition]:
+    """The harsh-event lifecycle's assets as the code location builds them, by name."""
+    return {a.key.path[-1]: a for a in build_model_lifecycle(HARSH_EVENT_MODEL, WINDOW_FEATURES_KEY)}
+
+
+def synthetic_dataset(rows: int, seed: int = 0) -> pd.DataFrame:
+    """A training dataset shaped like `harsh_event/training_dataset`: the spec's features, a label and
+    a split per row, and the slice columns. The class shows in one feature; a second one tells the
+    regressing hardware revision (4% of rows) apart, so a model can learn to treat it differently."""
+    rng = np.random.default_rng(seed)
+    label = rng.integers(0, len(HARSH_EVENT_MODEL.class_names), rows)
+    hardware_rev = np.where(rng.random(rows) < 0.04, REGRESSING_REV, "vg-r3")
+    features = rng.normal(0.0, 1.0, size=(rows, len(HARSH_EVENT_MODEL.feature_names))).astype("float32")
+    features[:, 0] = label + rng.normal(0.0, 0.1, rows)
+    features[:, 1] = hardware_rev == REGRESSING_REV
+    return pd.DataFrame(features, columns=list(HARSH_EVENT_MODEL.feature_names)).assign(
+        label_index=label,
+        split=rng.choice(["train", "validation", "test"], rows, p=[0.5, 0.25, 0.25]),
+        hardware_rev=hardware_rev,
+        vehicle_class=rng.choice(["light", "medium", "heavy"], rows),
+        region=rng.choice(["north", "south"], rows),
+    )
+
+
+def register_classifier(
+    registry: ModelRegistry, frame: pd.DataFrame, label: np.ndarray, max_iter: int
+) -> str:
+    """Fit a small tree classifier on the train split with `label`; register it; its version id."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    train = (frame["split"] == "train").to_numpy()
+    features = frame[list(HARSH_EVENT_MODEL.feature_names)].to_numpy("float32")
+    with threadpool_limits(1):  # OpenMP threads on a busy 2-core machine cost far more than they give
+        model = HistGradientBoostingClassifier(max_iter=max_iter, random_state=0).fit(
+            features[train], label[train]
+        )
+    files = {"model.skops": dump_classifier(model)}
+    return registry.register(HARSH_EVENT_MODEL.name, files, {"max_iter": max_iter}).version_id
+
+
+@pytest.fixture(scope="module")
+def gated_home(tmp_path_factory) -> dict:
+    """A registry holding a champion and two candidates trained on one synthetic dataset: one as
+    good as the champion everywhere, one that calls every event on `REGRESSING_REV` benign."""
+    home = tmp_path_factory.mktemp("gated_home")
+    frame = synthetic_dataset(8000)
+    dataset_uri = str(home / "training_dataset.parquet")
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), dataset_uri)
+    refs = home / "refs" / HARSH_EVENT_MODEL.name
+    refs.mkdir(parents=True)
+    (refs / "training_dataset.json").write_text(json.dumps({"uri": dataset_uri}))
+    registry = ModelRegistry(str(home / "registry"))
+    label = frame["label_index"].to_numpy()
+    champion = register_classifier(registry, frame, label, max_iter=10)
+    registry.set_alias(
+        HARSH_EVENT_MODEL.name, CHAMPION_ALIAS, champion, actor="test", reason="the champion to beat"
+    )
+    benign = HARSH_EVENT_MODEL.class_names.index(HARSH_EVENT_MODEL.fallback_class)
+    blind_on_rev = np.where(frame["hardware_rev"] == REGRESSING_REV, benign, label)
+    return {
+        "home": home,
+        "champion": champion,
+        "as_good": register_classifier(registry, frame, label, max_iter=12),
+        "regressing": register_classifier(registry, frame, blind_on_rev, max_iter=10),
+    }
+
+
+def evaluate_and_promote(
+    gated_home: dict, candidate: str, tmp_path: Path
+) -> tuple[dg.ExecuteInProcessResult, str]:
+    """Materialize the code location's `model_evaluation` (with its checks) and `champion_model` for
+    `candidate`, in a copy of the gated home; the result, and the champion afterwards."""
+    home = Path(shutil.copytree(gated_home["home"], tmp_path / "home"))
+    (home / "refs" / HARSH_EVENT_MODEL.name / "candidate_model.json").write_text(
+        json.dumps({"version_id": candidate})
+    )
+    assets = lifecycle_assets()
+    parents = [
+        dg.AssetSpec([HARSH_EVENT_MODEL.name, name]).with_io_manager_key("ref_io_manager")
+        for name in ("candidate_model", "training_dataset")
+    ]
+    with threadpool_limits(1):
+        result = dg.materialize(
+            [assets["model_evaluation"], assets["champion_model"], *parents],
+            selection=[assets["model_evaluation"].key, assets["champion_model"].key],
+            resources={
+                "registry": ModelRegistryResource(uri=str(home / "registry")),
+                "artifacts": ArtifactStoreResource(uri=str(home / "artifacts")),
+                "ref_io_manager": JsonRefIOManager(uri=str(home / "refs")),
+            },
+            run_config={
+                "loggers": {"console": {"config": {"log_level": "CRITICAL"}}},
+                "ops": {"harsh_event__model_evaluation": {"config": {"bootstrap_resamples": 20}}},
+            },
+            instance=dg.DagsterInstance.ephemeral(),
+            raise_on_error=False,
+        )
+    champion = ModelRegistry(str(home / "registry")).alias(HARSH_EVENT_MODEL.name, CHAMPION_ALIAS)
+    return result, champion.version_id
+
+
+def gates_of(result: dg.ExecuteInProcessResult) -> dict[str, dg.AssetCheckEvaluation]:
+    return {evaluation.check_name: evaluation for evaluation in result.get_asset_check_evaluations()}
+
+
+def test_the_wired_slice_gate_blocks_a_candidate_worse_than_the_champion_on_one_slice(gated_home, tmp_path):
+    result, champion = evaluate_and_promote(gated_home, gated_home["regressing"], tmp_path)
+
+    gates = gates_of(result)
+    assert gates[ABSOLUTE_GATE].passed  # overall it clears the floors: only the slice comparison can stop it
+    gate = gates[SLICE_GATE]
+    assert not gate.passed and gate.severity == dg.AssetCheckSeverity.ERROR
+    failures = gate.metadata["failures"].value
+    assert [failure["figure"] for failure in failures] == [f"macro_f1[hardware_rev={REGRESSING_REV}]"]
+    assert f"on hardware_rev={REGRESSING_REV}" in gate.description and "vs champion" in gate.description
+    assert not result.success  # blocking: the evaluation step fails, so champion_model never runs
+    assert "champion_model" not in {
+        event.asset_key.path[-1] for event in result.get_asset_materialization_events()
+    }
+    assert champion == gated_home["champion"]
+
+
+def test_the_wired_slice_gate_passes_a_candidate_as_good_on_every_slice(gated_home, tmp_path):
+    result, champion = evaluate_and_promote(gated_home, gated_home["as_good"], tmp_path)
+
+    gates = gates_of(result)
+    assert gates[ABSOLUTE_GATE].passed and gates[SLICE_GATE].passed
+    assert gates[SLICE_GATE].metadata["champion_version"].value == gated_home["champion"]  # it was compared
+    assert result.success
+    assert champion == gated_home["as_good"]  # promoted
+
+
+def test_the_gates_on_the_evaluation_asset_are_blocking():
+    checks = {check.name: check for check in lifecycle_assets()["model_evaluation"].check_specs}
+    assert checks[SLICE_GATE].blocking and checks[ABSOLUTE_GATE].blocking
