@@ -50,6 +50,7 @@ benchmarks: install
 	$(BIN)/python benchmarks/edge_latency.py
 	$(BIN)/python benchmarks/sensor_tick.py
 	$(BIN)/python benchmarks/stores.py
+	$(BIN)/python benchmarks/ingest_scale.py
 
 clean:
 	rm -rf .fleetml .pytest_cache

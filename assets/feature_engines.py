@@ -2,12 +2,13 @@
 
 Both call `edge_packaging.features.compute_window_features`, the single definition of the model's
 preprocessing, so they cannot disagree except through float summation order (none: each window is
-computed whole by the same numpy code). The pandas engine runs in-process; the Spark engine runs the
-same function in Python workers through `mapInArrow`, each worker reading its row groups of the
-partition straight from the lake with pyarrow.
+computed whole by the same numpy code). The pandas engine runs in-process, on a partition streamed a
+row group at a time (`stream_features_pandas`) or on a table in memory (`compute_features_pandas`);
+the Spark engine runs the same function in Python workers through `mapInArrow`, each worker reading
+its row groups of the partition straight from the lake with pyarrow.
 """
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -15,6 +16,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 IDENTITY_COLUMNS: tuple[str, ...] = ("event_id", "device_id", "hardware_rev", "vehicle_class", "region", "ts")
+FEATURE_INPUT_COLUMNS: tuple[str, ...] = (*IDENTITY_COLUMNS, "speed_kph", "imu")
 PANDAS_CHUNK_ROWS = 65_536
 """Rows per in-process chunk: bounds the memory of the intermediate frames."""
 
@@ -63,8 +65,86 @@ def compute_features_pandas(validated: "pa.Table", identity_columns: "tuple[str,
     return table.sort_by("event_id")
 
 
+def stream_features_pandas(row_groups: "Iterable[pa.Table]", spill_dir: str) -> "Iterator[pa.Table]":
+    """In-process engine over a partition read a row group at a time: the same features as
+    `compute_features_pandas`, sorted by event_id, yielded in tables of bounded size.
+
+    Sorting a day needs the whole day, so it is an external merge sort: the features of each row group
+    are sorted and spilled to an Arrow file under `spill_dir` as one sorted run (about 270 bytes a
+    window), then the runs are merged, reading a few thousand rows of each at a time. Memory holds one
+    row group and the merge's heads, not the day's features.
+    """
+    import pyarrow as pa
+    from pyarrow import ipc
+
+    schema = feature_schema()
+    path = f"{spill_dir}/sorted-runs.arrow"
+    runs: list[list[int]] = []
+    spilled = 0
+    with pa.OSFile(path, "wb") as sink, ipc.new_file(sink, schema) as spill:
+        for row_group in row_groups:
+            for batch in row_group.select(list(FEATURE_INPUT_COLUMNS)).to_batches(PANDAS_CHUNK_ROWS):
+                features = pa.Table.from_pandas(features_of_batch(batch), schema=schema, preserve_index=False)
+                run = features.sort_by("event_id").to_batches(MERGE_BATCH_ROWS)
+                for sorted_batch in run:
+                    spill.write_batch(sorted_batch)
+                runs.append(list(range(spilled, spilled + len(run))))
+                spilled += len(run)
+                del batch, features, run
+            del row_group  # released before the next row group is read
+    with pa.OSFile(path, "rb") as source:
+        yield from merge_sorted_runs(ipc.open_file(source).get_batch, runs, "event_id")
+
+
+MERGE_BATCH_ROWS = 4_096
+"""Rows of a sorted run read at a time by the merge."""
+
+
+def merge_sorted_runs(
+    read_batch: "Callable[[int], pa.RecordBatch]", runs: "list[list[int]]", key: str
+) -> "Iterator[pa.Table]":
+    """Merge sorted runs into one order by `key`, yielded as sorted tables.
+
+    A run is the list of its batches' numbers, each batch sorted by `key` and following the previous
+    one; `read_batch` reads one. Each step takes, from every run's current batch, the rows up to the
+    smallest last key among them: nothing still unread can sort before those, so they are emitted,
+    sorted, and at least one batch is used up. Keys must not be null.
+    """
+    import numpy as np
+    import pyarrow as pa
+
+    pending = {number: list(batches) for number, batches in enumerate(runs) if batches}
+    heads: dict[int, tuple[pa.Table, np.ndarray]] = {}
+
+    def advance(number: int) -> None:
+        """Make the run's next non-empty batch its head, or drop the run when it has none left."""
+        heads.pop(number, None)
+        while pending[number]:
+            batch = pa.Table.from_batches([read_batch(pending[number].pop(0))])
+            if batch.column(key).null_count:
+                raise ValueError(f"cannot merge on {key}: it holds nulls")
+            if batch.num_rows:
+                heads[number] = (batch, batch.column(key).to_numpy(zero_copy_only=False))
+                return
+
+    for number in list(pending):
+        advance(number)
+    while heads:
+        bound = min(keys[-1] for _, keys in heads.values())
+        pieces = []
+        for number in sorted(heads):
+            batch, keys = heads[number]
+            taken = int(np.searchsorted(keys, bound, side="right"))
+            if taken:
+                pieces.append(batch.slice(0, taken))
+            if taken < batch.num_rows:
+                heads[number] = (batch.slice(taken), keys[taken:])
+            else:
+                advance(number)
+        yield pa.concat_tables(pieces).sort_by(key)
+
+
 ROW_GROUP_TASK_SCHEMA = "uri string, row_group int"
-FEATURE_INPUT_COLUMNS: tuple[str, ...] = (*IDENTITY_COLUMNS, "speed_kph", "imu")
 
 
 def row_group_tasks(validated_uri: str) -> list[tuple[str, int]]:

@@ -42,20 +42,36 @@ def window_features(
     magnitude energy, time above thresholds, yaw-rate peak, speed change, high-band energy), computed
     by `edge_packaging.features`, the same definition the edge model carries in its ONNX graph.
 
-    `engine: pandas` runs in-process; `engine: spark` runs the same functions in Spark workers that
-    read the partition straight from the lake.
+    `engine: pandas` runs in-process on the partition streamed a row group at a time (the output,
+    sorted by event_id, goes through an external merge sort on local disk), so memory holds a row
+    group, not the day; `engine: spark` runs the same functions in Spark workers that read the
+    partition's row groups straight from the lake, and collects the features on the driver.
     """
-    from assets.feature_engines import compute_features_pandas, compute_features_spark
+    import tempfile
+
+    from assets.feature_engines import (
+        FEATURE_INPUT_COLUMNS,
+        compute_features_spark,
+        feature_schema,
+        stream_features_pandas,
+    )
     from edge_packaging.features import FEATURE_NAMES
 
     partition_key = context.partition_key
     started = time.perf_counter()
-    if config.engine == "spark":
-        features = compute_features_spark(pyspark.spark_session, lake.table_uri(VALIDATED_KEY.path, partition_key))
-    else:
-        features = compute_features_pandas(lake.read_table(VALIDATED_KEY.path, partition_key))
+    with lake.partition_writer(WINDOW_FEATURES_KEY.path, partition_key, feature_schema()) as features:
+        if config.engine == "spark":
+            validated_uri = lake.table_uri(VALIDATED_KEY.path, partition_key)
+            features.write(compute_features_spark(pyspark.spark_session, validated_uri))
+        else:
+            with (
+                lake.open_partition(VALIDATED_KEY.path, partition_key) as validated,
+                tempfile.TemporaryDirectory(prefix="fleetml-features-") as spill_dir,
+            ):
+                for table in stream_features_pandas(validated.row_groups(FEATURE_INPUT_COLUMNS), spill_dir):
+                    features.write(table)
     elapsed_s = time.perf_counter() - started
-    stored = lake.write_table(WINDOW_FEATURES_KEY.path, partition_key, features)
+    stored = features.stored
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": stored.rows,

@@ -6,18 +6,25 @@ look inside a list column, so the object `imu` column never reaches it). Rows na
 expectation's `unexpected_index_list` are quarantined with the reason of every rule they broke; the
 rest pass. No row is lost: `len(valid) + len(quarantined) == len(raw)`.
 
+A day is validated whole (`validate_telemetry_partition`, a frame in memory) or a chunk of rows at a
+time (`TelemetryDayValidation`, what the asset does, so that a day of a million windows is never in
+memory): every rule judges a row alone, except the event_id rules, which read an `EventIdIndex` of
+the whole day's ids computed first; both ways give the same rows, reasons and rule outcomes.
+
 The module imports neither Dagster nor great-expectations at import time (GX costs about 5 s to
 import), so the code location stays cheap to load; GX is imported on the first validation.
 """
 
 import datetime as dt
 import os
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from edge_packaging.telemetry_contract import (
     ACCEL_RANGE_MPS2,
@@ -42,6 +49,7 @@ KEY_COLUMNS: tuple[str, ...] = (
 )
 QUARANTINE_REASON_COLUMN = "quarantine_reason"
 MAX_EXAMPLE_EVENT_IDS = 5
+QUARANTINED_EXAMPLE_ROWS = 10
 
 # Channel-major layout: the accelerometer's three channels come first, then the gyroscope's.
 _ACCEL_VALUES = IMU_CHANNELS.index("gx") * SAMPLES_PER_WINDOW
@@ -96,8 +104,21 @@ class RowValidation:
         return len(self.valid) + len(self.quarantined)
 
     @property
+    def rows_valid(self) -> int:
+        return len(self.valid)
+
+    @property
+    def rows_quarantined(self) -> int:
+        return len(self.quarantined)
+
+    @property
     def quarantined_share(self) -> float:
         return len(self.quarantined) / self.rows_in if self.rows_in else 0.0
+
+    @property
+    def quarantined_examples(self) -> pd.DataFrame:
+        """The first quarantined rows, at most QUARANTINED_EXAMPLE_ROWS."""
+        return self.quarantined.head(QUARANTINED_EXAMPLE_ROWS)
 
     def rule(self, name: str) -> RuleOutcome:
         """The outcome of the rule called `name`."""
@@ -285,34 +306,137 @@ def imu_summary(imu: pd.Series) -> pd.DataFrame:
     )
 
 
-def _checked_frame(
+@dataclass(frozen=True, eq=False)
+class EventIdIndex:
+    """What the day-wide event_id rules need to know about each row of a day, computed once from the
+    day's event ids alone, so that the rows themselves can be validated a chunk at a time.
+
+    Per row, in the day's order: whether an earlier row of the day carries its event id, the file of
+    the kept first occurrence, and the other partition that already validated it. 16 bytes a row (not
+    the rows): 16 MB for a day of a million windows.
+    """
+
+    repeat: np.ndarray
+    """float64: 0 for an event id's first row of the day, 1 for a later one (a repeat); NaN for a null
+    id (GX leaves nulls out, so such a row fails only event_id_not_null)."""
+    first_source: np.ndarray
+    """int32 index into `source_names` of the first occurrence's file; -1 for a null id."""
+    source_names: tuple[str, ...]
+    ingested: np.ndarray
+    """int32 index into `ingested_names` of the other partition that validated the event; -1 for none."""
+    ingested_names: tuple[str, ...]
+
+    def __len__(self) -> int:
+        return len(self.repeat)
+
+    def columns(self, start: int, stop: int) -> pd.DataFrame:
+        """The checked frame's event_id helper columns for rows [start, stop) of the day, indexed from 0."""
+        # A trailing None, so that index -1 (no source, not ingested) reads as None.
+        sources = np.array([*self.source_names, None], dtype=object)
+        ingested = np.array([*self.ingested_names, None], dtype=object)
+        return pd.DataFrame(
+            {
+                "event_id_repeat": self.repeat[start:stop],
+                "event_id_first_source": sources[self.first_source[start:stop]],
+                "ingested_partition": ingested[self.ingested[start:stop]],
+            }
+        )
+
+
+def event_id_index(
+    event_ids: "pa.Array | pa.ChunkedArray",
+    source_files: "pa.Array | pa.ChunkedArray | None",
+    partition_day: dt.date,
+    other_partitions: "Iterable[tuple[str, pa.Array | pa.ChunkedArray]]",
+) -> EventIdIndex:
+    """Index a day's event ids (in row order) against themselves and against `other_partitions`, the
+    event ids already validated in other partitions as `(partition key, ids)`, read one partition at a
+    time; where an event is in several, the last one given names it. An entry for this very day is the
+    partition being re-validated, not an earlier ingestion, and is ignored. `source_files` may be
+    dictionary-encoded (as read from the lake, a few bytes a row).
+
+    Vectorized over the ids' dictionary codes, with no Python object per row: building it costs about
+    120 bytes a row of the day at its peak (measured at a million rows), and the index keeps 16.
+    """
+    import pyarrow.compute as pc
+
+    encoded = _dictionary_encoded(event_ids)
+    unique_ids = encoded.dictionary
+    codes = _codes(encoded)
+    rows = len(codes)
+    known = codes >= 0
+    positions = np.arange(rows, dtype=np.int64)
+    first_row_of_id = np.full(len(unique_ids), rows, dtype=np.int64)
+    np.minimum.at(first_row_of_id, codes[known], positions[known])
+    first_row = np.where(known, first_row_of_id[np.where(known, codes, 0)], positions)
+    repeat = np.where(known, (first_row != positions).astype(np.float64), np.nan)
+    del first_row_of_id, positions
+
+    if source_files is None:
+        source_codes, source_names = np.zeros(rows, dtype=np.int32), ("an unnamed file",)
+    else:
+        sources = _dictionary_encoded(source_files)
+        source_codes, source_names = _codes(sources), tuple(sources.dictionary.to_pylist())
+    first_source = np.where(known, source_codes[first_row], -1).astype(np.int32)
+    del first_row, source_codes
+
+    this_day = partition_day.isoformat()
+    ingested_of_id = np.full(len(unique_ids) + 1, -1, dtype=np.int32)  # the last entry: a null id
+    ingested_names: list[str] = []
+    for key, other_ids in other_partitions:
+        if key == this_day or not len(unique_ids):
+            continue
+        found = pc.is_in(unique_ids, value_set=_combined(other_ids).cast(pa.string()).drop_null())
+        found = found.to_numpy(zero_copy_only=False)
+        if found.any():
+            ingested_names.append(key)
+            ingested_of_id[:-1][found] = len(ingested_names) - 1
+    ingested = ingested_of_id[codes]  # code -1 reads the null id's entry
+    return EventIdIndex(repeat, first_source, source_names, ingested, tuple(ingested_names))
+
+
+def _dictionary_encoded(array: "pa.Array | pa.ChunkedArray") -> "pa.DictionaryArray":
+    """`array` of strings as one dictionary array (nulls stay null), whether or not it was encoded."""
+    import pyarrow.compute as pc
+
+    if isinstance(array, pa.ChunkedArray) and pa.types.is_dictionary(array.type):
+        return pa.table({"values": array}).unify_dictionaries().column("values").combine_chunks()
+    if pa.types.is_dictionary(array.type):
+        return array
+    return pc.dictionary_encode(_combined(array).cast(pa.string()))
+
+
+def _codes(encoded: "pa.DictionaryArray") -> np.ndarray:
+    """The dictionary codes of `encoded` as int32, -1 for a null."""
+    return encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int32, copy=False)
+
+
+def _combined(array: "pa.Array | pa.ChunkedArray") -> "pa.Array":
+    return array.combine_chunks() if isinstance(array, pa.ChunkedArray) else array
+
+
+def _event_id_index_of_frame(
     raw: pd.DataFrame, partition_day: dt.date, already_ingested: Mapping[str, str]
-) -> pd.DataFrame:
-    """The scalar frame the rules look at, one row per input row, positionally indexed."""
+) -> EventIdIndex:
+    """`event_id_index` of a whole frame, with the already-validated events given as a mapping."""
+    by_partition: dict[str, list[str]] = {}
+    for event_id, key in already_ingested.items():
+        by_partition.setdefault(key, []).append(event_id)
+    sources = raw["source_file"] if "source_file" in raw.columns else None
+    return event_id_index(
+        pa.array(raw["event_id"].astype(object), type=pa.string(), from_pandas=True),
+        None if sources is None else pa.array(sources.astype(object), type=pa.string(), from_pandas=True),
+        partition_day,
+        ((key, pa.array(ids, type=pa.string())) for key, ids in by_partition.items()),
+    )
+
+
+def _checked_frame(raw: pd.DataFrame, event_columns: pd.DataFrame) -> pd.DataFrame:
+    """The scalar frame the rules look at, one row per input row, positionally indexed: the contract's
+    scalar columns, the imu summary and the event_id helper columns of the same rows."""
     frame = raw[[c for c in TELEMETRY_COLUMNS if c != "imu"]].reset_index(drop=True)
     frame["ts"] = pd.to_datetime(frame["ts"], utc=True)
-    frame = pd.concat([frame, imu_summary(raw["imu"])], axis=1)
-
-    event_ids = frame["event_id"]
-    by_event = frame.groupby(event_ids, sort=False, dropna=True)
-    # NaN for a null event_id: GX leaves nulls out, so such a row fails only event_id_not_null.
-    frame["event_id_repeat"] = by_event.cumcount().reindex(frame.index)
-    sources = (
-        raw["source_file"].reset_index(drop=True)
-        if "source_file" in raw.columns
-        else pd.Series("an unnamed file", index=frame.index)
-    )
-    frame["event_id_first_source"] = sources.groupby(event_ids, sort=False, dropna=True).transform("first")
-
-    # An entry for this very day is the partition being re-validated, not an earlier ingestion.
-    this_day = partition_day.isoformat()
-    ingested = [
-        None if pd.isna(event_id) else already_ingested.get(event_id) for event_id in event_ids.tolist()
-    ]
-    frame["ingested_partition"] = pd.Series(
-        [None if key == this_day else key for key in ingested], index=frame.index, dtype=object
-    )
-    return frame
+    return pd.concat([frame, imu_summary(raw["imu"]), event_columns.reset_index(drop=True)], axis=1)
 
 
 def run_expectations(frame: pd.DataFrame, rules: tuple[Rule, ...]) -> dict[str, Any]:
@@ -384,12 +508,16 @@ def validate_telemetry_partition(
         raise ValueError(f"raw telemetry lacks contract column(s) {', '.join(missing)}")
 
     rules = _rules(partition_day)
-    return split_by_rules(raw, _checked_frame(raw, partition_day, already_ingested), rules, TELEMETRY_COLUMNS)
+    index = _event_id_index_of_frame(raw, partition_day, already_ingested)
+    return split_by_rules(raw, _checked_frame(raw, index.columns(0, len(raw))), rules, TELEMETRY_COLUMNS)
 
 
-def split_by_rules(raw: pd.DataFrame, frame: pd.DataFrame, rules: tuple[Rule, ...], columns: tuple[str, ...]) -> RowValidation:
-    """Run `rules` on the checked `frame` (one scalar row per row of `raw`, positionally indexed) and
-    split `raw` into valid rows and quarantined rows with every rule each broke; null rates over `columns`."""
+def judge_rows(
+    frame: pd.DataFrame, rules: tuple[Rule, ...]
+) -> tuple[np.ndarray, list[str], tuple[RuleOutcome, ...]]:
+    """Run `rules` on the checked `frame` (positionally indexed) with great-expectations: the sorted
+    positions of the rows that broke a rule, the quarantine reason of each (every rule it broke, as
+    "rule_name: detail", joined with "; "), and each rule's outcome."""
     results = run_expectations(frame, rules)
 
     reasons: dict[int, list[str]] = {}
@@ -412,14 +540,128 @@ def split_by_rules(raw: pd.DataFrame, frame: pd.DataFrame, rules: tuple[Rule, ..
             )
         )
 
+    failed = np.array(sorted(reasons), dtype=np.int64)
+    return failed, ["; ".join(reasons[int(pos)]) for pos in failed], tuple(outcomes)
+
+
+def split_by_rules(raw: pd.DataFrame, frame: pd.DataFrame, rules: tuple[Rule, ...], columns: tuple[str, ...]) -> RowValidation:
+    """Run `rules` on the checked `frame` (one scalar row per row of `raw`, positionally indexed) and
+    split `raw` into valid rows and quarantined rows with every rule each broke; null rates over `columns`."""
+    failed_positions, reasons, outcomes = judge_rows(frame, rules)
     failed = np.zeros(len(raw), dtype=bool)
-    failed[list(reasons)] = True
-    quarantined = raw.iloc[np.flatnonzero(failed)].copy()
-    quarantined[QUARANTINE_REASON_COLUMN] = ["; ".join(reasons[pos]) for pos in np.flatnonzero(failed)]
+    failed[failed_positions] = True
+    quarantined = raw.iloc[failed_positions].copy()
+    quarantined[QUARANTINE_REASON_COLUMN] = reasons
     null_rates = {column: float(raw[column].isna().mean()) if len(raw) else 0.0 for column in columns}
     return RowValidation(
         valid=raw.iloc[np.flatnonzero(~failed)].copy(),
         quarantined=quarantined,
-        rules=tuple(outcomes),
+        rules=outcomes,
         null_rates=null_rates,
+    )
+
+
+@dataclass
+class TelemetryDayValidation:
+    """A day of raw telemetry validated a chunk of rows at a time, and what the day adds up to.
+
+    Every rule is a row rule, and the day-wide ones (an event id repeated within the day, or validated
+    on another day) read the `EventIdIndex` computed from the day's ids beforehand, so each chunk is
+    judged exactly as the whole day would be, by the same great-expectations suite. What is kept across
+    chunks is the day's figures: rows, per-rule counts and examples, null counts, the first quarantined
+    rows and the count of each quarantine reason.
+    """
+
+    partition_day: dt.date
+    index: EventIdIndex
+    rows_in: int = 0
+    rows_valid: int = 0
+    rows_quarantined: int = 0
+    rules: tuple[RuleOutcome, ...] = ()
+    null_counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(TELEMETRY_COLUMNS, 0))
+    quarantined_examples: pd.DataFrame = field(default_factory=pd.DataFrame)
+    """The day's first quarantined rows (event_id, source_file, quarantine_reason), at most
+    QUARANTINED_EXAMPLE_ROWS."""
+    reason_counts: Counter = field(default_factory=Counter)
+
+    def validate_chunks(
+        self, chunks: Iterable[pa.Table], schema: pa.Schema
+    ) -> Iterator[tuple[pa.Table, pa.Table]]:
+        """Validate the day's rows, chunk after chunk in the day's order, as `(valid, quarantined)`
+        pairs; an empty day is judged as one empty chunk of `schema`, so every rule still reports."""
+        validated_any = False
+        for chunk in chunks:
+            validated_any = True
+            split = self.validate_chunk(chunk)
+            del chunk  # released before the next chunk is read: one chunk is held at a time
+            yield split
+            del split
+        if not validated_any:
+            yield self.validate_chunk(schema.empty_table())
+        if self.rows_in != len(self.index):
+            raise ValueError(f"validated {self.rows_in} rows of a day of {len(self.index)} indexed event ids")
+
+    def validate_chunk(self, chunk: pa.Table) -> tuple[pa.Table, pa.Table]:
+        """Validate the day's next rows: its valid rows and its quarantined rows with their reasons (the
+        chunk's columns, plus `quarantine_reason`), in input order."""
+        missing = [column for column in TELEMETRY_COLUMNS if column not in chunk.column_names]
+        if missing:
+            raise ValueError(f"raw telemetry lacks contract column(s) {', '.join(missing)}")
+        start, stop = self.rows_in, self.rows_in + chunk.num_rows
+        raw = chunk.to_pandas()  # imu windows become numpy views on the Arrow buffers, not copies
+        frame = _checked_frame(raw, self.index.columns(start, stop))
+        failed_positions, reasons, outcomes = judge_rows(frame, _rules(self.partition_day))
+        failed = np.zeros(chunk.num_rows, dtype=bool)
+        failed[failed_positions] = True
+        valid = chunk.filter(pa.array(~failed)) if len(failed_positions) else chunk
+        quarantined = chunk.filter(pa.array(failed)).append_column(
+            QUARANTINE_REASON_COLUMN, pa.array(reasons, type=pa.string())
+        )
+        self.rows_in = stop
+        self.rows_valid += valid.num_rows
+        self.rows_quarantined += quarantined.num_rows
+        self.rules = _merged_outcomes(self.rules, outcomes)
+        for column in TELEMETRY_COLUMNS:
+            self.null_counts[column] += int(raw[column].isna().sum())
+        self.reason_counts.update(reasons)
+        if len(self.quarantined_examples) < QUARANTINED_EXAMPLE_ROWS and quarantined.num_rows:
+            columns = ("event_id", "source_file", QUARANTINE_REASON_COLUMN)
+            shown = [column for column in columns if column in quarantined.column_names]
+            wanted = QUARANTINED_EXAMPLE_ROWS - len(self.quarantined_examples)
+            more = quarantined.select(shown).slice(0, wanted).to_pandas()
+            self.quarantined_examples = pd.concat([self.quarantined_examples, more], ignore_index=True)
+        return valid, quarantined
+
+    @property
+    def quarantined_share(self) -> float:
+        return self.rows_quarantined / self.rows_in if self.rows_in else 0.0
+
+    @property
+    def null_rates(self) -> dict[str, float]:
+        """Share of nulls per contract column over the day (0.0 on an empty day); for `label` the
+        unlabelled share."""
+        rows = self.rows_in
+        return {column: count / rows if rows else 0.0 for column, count in self.null_counts.items()}
+
+    def rule(self, name: str) -> RuleOutcome:
+        for outcome in self.rules:
+            if outcome.rule == name:
+                return outcome
+        raise KeyError(name)
+
+
+def _merged_outcomes(day: tuple[RuleOutcome, ...], chunk: tuple[RuleOutcome, ...]) -> tuple[RuleOutcome, ...]:
+    """The day's rule outcomes after one more chunk: a rule succeeds if it succeeded on every chunk."""
+    if not day:
+        return chunk
+    return tuple(
+        RuleOutcome(
+            rule=so_far.rule,
+            expectation_type=so_far.expectation_type,
+            column=so_far.column,
+            success=so_far.success and more.success,
+            unexpected_count=so_far.unexpected_count + more.unexpected_count,
+            example_event_ids=(so_far.example_event_ids + more.example_event_ids)[:MAX_EXAMPLE_EVENT_IDS],
+        )
+        for so_far, more in zip(day, chunk, strict=True)
     )

@@ -41,9 +41,12 @@ def _failing_rows_md(quarantined, limit: int = EXAMPLE_ROWS) -> str:
 
 def quarantined_share_check(check_name: str, asset_key: dg.AssetKey, outcome, limit: float) -> dg.AssetCheckResult:
     """The blocking gate of a validated upload set (telemetry day or feedback batch): it has valid rows
-    and its quarantined share is at most `limit`; the UI shows example failing rows."""
-    rows_in, rows_quarantined = outcome.rows_in, len(outcome.quarantined)
-    passed = rows_in > 0 and len(outcome.valid) > 0 and outcome.quarantined_share <= limit
+    and its quarantined share is at most `limit`; the UI shows example failing rows.
+
+    `outcome` gives rows_in, rows_valid, rows_quarantined, quarantined_share and quarantined_examples
+    (a whole `RowValidation`, or the figures of a day validated chunk by chunk)."""
+    rows_in, rows_quarantined = outcome.rows_in, outcome.rows_quarantined
+    passed = rows_in > 0 and outcome.rows_valid > 0 and outcome.quarantined_share <= limit
     return dg.AssetCheckResult(
         check_name=check_name,
         asset_key=asset_key,
@@ -58,20 +61,18 @@ def quarantined_share_check(check_name: str, asset_key: dg.AssetKey, outcome, li
             "limit": limit,
             "rows_in": rows_in,
             "rows_quarantined": rows_quarantined,
-            "failing_rows": dg.MetadataValue.md(_failing_rows_md(outcome.quarantined)),
+            "failing_rows": dg.MetadataValue.md(_failing_rows_md(outcome.quarantined_examples)),
         },
     )
 
 
-def _event_ids_of_other_days(lake: LakeResource, partition_key: str) -> dict[str, str]:
-    """event_id -> partition for every event already validated on another day, earlier or later:
-    days are not always ingested in order (a backfill, a rerun), and an event is valid in one day only."""
-    validated: dict[str, str] = {}
+def _validated_event_ids_of_other_days(lake: LakeResource, partition_key: str):
+    """`(partition, event ids)` of every other validated day, earlier or later, one day at a time: days
+    are not always ingested in order (a backfill, a rerun), and an event is valid in one day only."""
     for key in lake.stored_partitions(VALIDATED_KEY.path):
         if key != partition_key:
-            ids = lake.read_table(VALIDATED_KEY.path, key, columns=["event_id"]).column("event_id")
-            validated.update(dict.fromkeys(ids.to_pylist(), key))
-    return validated
+            with lake.open_partition(VALIDATED_KEY.path, key) as other_day:
+                yield key, other_day.read_columns(["event_id"]).column("event_id")
 
 
 @dg.multi_asset(
@@ -118,33 +119,43 @@ def validated_telemetry(
     context: dg.AssetExecutionContext, config: TelemetryValidationConfig, lake: LakeResource
 ):
     """Validate one day of raw telemetry with great-expectations and split it into valid and
-    quarantined rows."""
+    quarantined rows, streamed a row group of raw_telemetry at a time into both partitions.
+
+    The day-wide rules (an event id repeated within the day or validated on another day) are indexed
+    first from the day's event ids alone; then each row group is judged by the whole suite and its rows
+    appended to the valid or the quarantined partition, so memory holds one row group, not the day.
+    The metadata and checks sum up the whole day.
+    """
     import pyarrow as pa
 
     from assets.ingestion import SOURCE_FILE_COLUMN
-    from assets.telemetry_expectations import validate_telemetry_partition
+    from assets.telemetry_expectations import TelemetryDayValidation, event_id_index
     from edge_packaging.telemetry_contract import TELEMETRY_SCHEMA, nullable
 
     partition_key = context.partition_key
-    raw = lake.read_table(raw_telemetry.key.path, partition_key).to_pandas()
-    outcome = validate_telemetry_partition(
-        raw,
-        partition_day=dt.date.fromisoformat(partition_key),
-        already_ingested=_event_ids_of_other_days(lake, partition_key),
-    )
+    partition_day = dt.date.fromisoformat(partition_key)
     valid_schema = TELEMETRY_SCHEMA.append(pa.field(SOURCE_FILE_COLUMN, pa.string()))
     quarantine_schema = nullable(valid_schema).append(pa.field("quarantine_reason", pa.string()))
-    valid = lake.write_table(
-        VALIDATED_KEY.path,
-        partition_key,
-        pa.Table.from_pandas(outcome.valid, schema=valid_schema, preserve_index=False),
-    )
-    quarantined = lake.write_table(
-        ROW_QUARANTINE_KEY.path,
-        partition_key,
-        pa.Table.from_pandas(outcome.quarantined, schema=quarantine_schema, preserve_index=False),
-    )
-    rows_in = len(raw)
+    with lake.open_partition(raw_telemetry.key.path, partition_key) as raw:
+        ids = raw.read_columns(["event_id", SOURCE_FILE_COLUMN], dictionary=[SOURCE_FILE_COLUMN])
+        index = event_id_index(
+            ids.column("event_id"),
+            ids.column(SOURCE_FILE_COLUMN),
+            partition_day,
+            _validated_event_ids_of_other_days(lake, partition_key),
+        )
+        del ids
+        outcome = TelemetryDayValidation(partition_day, index)
+        with (
+            lake.partition_writer(VALIDATED_KEY.path, partition_key, valid_schema) as valid_out,
+            lake.partition_writer(ROW_QUARANTINE_KEY.path, partition_key, quarantine_schema) as refused_out,
+        ):
+            for valid_chunk, quarantined_chunk in outcome.validate_chunks(raw.row_groups(), raw.schema):
+                valid_out.write(valid_chunk)
+                refused_out.write(quarantined_chunk)
+                del valid_chunk, quarantined_chunk  # written: not held while the next row group is read
+    valid, quarantined = valid_out.stored, refused_out.stored
+    rows_in = outcome.rows_in
     rules_md = "\n".join(
         ["| rule | great-expectations | passed | failing rows | examples |", "| --- | --- | --- | --- | --- |"]
         + [
@@ -165,14 +176,13 @@ def validated_telemetry(
             "rules": dg.MetadataValue.md(rules_md),
         },
     )
-    reason_counts = outcome.quarantined["quarantine_reason"].value_counts() if quarantined.rows else {}
     yield dg.MaterializeResult(
         asset_key=ROW_QUARANTINE_KEY,
         metadata={
             "dagster/row_count": quarantined.rows,
             "uri": dg.MetadataValue.path(quarantined.uri),
-            "reasons": dg.MetadataValue.json({str(k): int(v) for k, v in dict(reason_counts).items()}),
-            "examples": dg.MetadataValue.md(_failing_rows_md(outcome.quarantined)),
+            "reasons": dg.MetadataValue.json({str(k): v for k, v in outcome.reason_counts.most_common()}),
+            "examples": dg.MetadataValue.md(_failing_rows_md(outcome.quarantined_examples)),
         },
     )
 

@@ -11,7 +11,7 @@ import hashlib
 import json
 import os
 import posixpath
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -81,8 +81,11 @@ def _parquet_file(data: bytes, read_dictionary: list[str] | None = None) -> "pq.
     try:
         return pq.ParquetFile(pa.BufferReader(data), read_dictionary=read_dictionary)
     except (pa.ArrowException, OSError) as error:
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise UnreadableUpload(f"unreadable Parquet: {first_line}") from error
+        raise UnreadableUpload(f"unreadable Parquet: {_first_line(error)}") from error
+
+
+def _first_line(error: BaseException) -> str:
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
 
 
 def inspect_upload(data: bytes, contract: "pa.Schema", bounds: UploadBounds = DEFAULT_BOUNDS) -> UploadFacts:
@@ -106,32 +109,89 @@ def inspect_upload(data: bytes, contract: "pa.Schema", bounds: UploadBounds = DE
     return UploadFacts(rows, extra, sha256, len(data))
 
 
+class UploadReader:
+    """One upload's bytes, judged from its footer, then read and conformed a row group at a time.
+
+    A telemetry upload is a device-day (tens of windows, one row group), but its bounds admit a
+    thousand times more: a reader that decodes one row group at a time holds one row group, not the
+    upload. The footer is checked against `bounds` before any data is read, and strings are read
+    dictionary-encoded so that no value can expand past its bound (`resources.upload_bounds`).
+    """
+
+    def __init__(
+        self, data: bytes, conform: "Callable[[pa.Table], pa.Table]", bounds: UploadBounds = DEFAULT_BOUNDS
+    ):
+        import pyarrow as pa
+
+        self.sha256 = hashlib.sha256(data).hexdigest()
+        self.size_bytes = len(data)
+        footer = _parquet_file(data)
+        self._parquet = _parquet_file(data, read_dictionary=string_columns(footer.schema_arrow))
+        self._conform = conform
+        self._bounds = bounds
+        try:
+            self.rows = check_footer(self._parquet, len(data), bounds)
+            metadata = self._parquet.metadata
+            groups = range(metadata.num_row_groups)
+            self._row_groups = [index for index in groups if metadata.row_group(index).num_rows > 0]
+        except UploadOverBounds as error:
+            raise UnreadableUpload(str(error)) from error
+        except (pa.ArrowException, OSError) as error:
+            raise UnreadableUpload(f"unreadable Parquet: {_first_line(error)}") from error
+        self.extra_columns: tuple[str, ...] = ()
+        """The columns the contract does not know (dropped), once a row group has been conformed."""
+
+    @property
+    def row_groups(self) -> int:
+        """Row groups holding rows."""
+        return len(self._row_groups)
+
+    def tables(self) -> "Iterator[pa.Table]":
+        """The upload's rows conformed to the contract, one row group at a time, in order; raises
+        `UnreadableUpload` at the first row group that cannot be read or conformed. An upload without
+        rows yields its one empty table, if the contract accepts it."""
+        for index in self._row_groups or [None]:
+            yield self._conformed(index)
+
+    def _conformed(self, row_group: int | None) -> "pa.Table":
+        """Row group `row_group` (the whole, row-less upload for None), read and conformed."""
+        import pyarrow as pa
+
+        try:
+            # A device-day's row group is small: decoding its columns on threads costs more than it saves.
+            if row_group is None:
+                table = self._parquet.read(use_threads=False)
+            else:
+                table = self._parquet.read_row_group(row_group, use_threads=False)
+            table = check_dictionaries(table, self._bounds)
+        except UploadOverBounds as error:
+            raise UnreadableUpload(str(error)) from error
+        except (pa.ArrowException, OSError) as error:
+            raise UnreadableUpload(f"unreadable Parquet: {_first_line(error)}") from error
+        try:
+            conformed = self._conform(table)
+        except ValueError as error:
+            raise UnreadableUpload(str(error)) from error
+        self.extra_columns = tuple(name for name in table.column_names if name not in conformed.column_names)
+        return conformed
+
+
 def parse_upload(
     data: bytes, conform: "Callable[[pa.Table], pa.Table]", bounds: UploadBounds = DEFAULT_BOUNDS
 ) -> Upload:
-    """Parse one Parquet upload's bytes and conform them to a contract, or raise `UnreadableUpload`.
-
-    The footer is checked against `bounds` before any data is read, and strings are read
-    dictionary-encoded so that no value can expand past its bound (`resources.upload_bounds`)."""
+    """Parse one Parquet upload's bytes whole and conform them to a contract, or raise `UnreadableUpload`
+    (see `UploadReader`, which reads the same way a row group at a time)."""
     import pyarrow as pa
 
-    sha256 = hashlib.sha256(data).hexdigest()
-    footer = _parquet_file(data)
-    parquet = _parquet_file(data, read_dictionary=string_columns(footer.schema_arrow))
-    try:
-        check_footer(parquet, len(data), bounds)
-        table = check_dictionaries(parquet.read(), bounds)
-    except UploadOverBounds as error:
-        raise UnreadableUpload(str(error)) from error
-    except (pa.ArrowException, OSError) as error:
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise UnreadableUpload(f"unreadable Parquet: {first_line}") from error
-    try:
-        conformed = conform(table)
-    except ValueError as error:
-        raise UnreadableUpload(str(error)) from error
-    extra = tuple(name for name in table.column_names if name not in conformed.column_names)
-    return Upload(conformed, extra, sha256, len(data))
+    reader = UploadReader(data, conform, bounds)
+    tables = list(reader.tables())
+    table = tables[0] if len(tables) == 1 else pa.concat_tables(tables)
+    return Upload(table, reader.extra_columns, reader.sha256, reader.size_bytes)
+
+
+def open_upload(uri: str, conform: "Callable[[pa.Table], pa.Table]") -> UploadReader:
+    """Read one upload's bytes (a single GET on S3) and judge its footer; see `UploadReader`."""
+    return UploadReader(read_bytes(uri), conform)
 
 
 def read_upload(uri: str, conform: "Callable[[pa.Table], pa.Table]") -> Upload:

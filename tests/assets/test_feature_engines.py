@@ -4,11 +4,20 @@ import datetime as dt
 
 import dagster as dg
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from telemetry_factory import telemetry_table
 
-from assets.feature_engines import compute_features_pandas, feature_schema, row_group_tasks
+from assets.feature_engines import (
+    compute_features_pandas,
+    feature_schema,
+    merge_sorted_runs,
+    row_group_tasks,
+    stream_features_pandas,
+)
 from assets.features import WINDOW_FEATURES_KEY, window_features
 from assets.ingestion import raw_telemetry
 from assets.validation import validated_telemetry
@@ -73,3 +82,39 @@ def test_spark_and_pandas_engines_agree_on_the_same_partition(platform_resources
         np.testing.assert_allclose(
             spark_table.column(name).to_numpy(), pandas_table.column(name).to_numpy(), rtol=0, atol=1e-6, err_msg=name
         )
+
+
+@settings(max_examples=40, deadline=None, derandomize=True, database=None)
+@given(
+    runs=st.lists(st.lists(st.text(alphabet="ab-9é", max_size=4), max_size=12), max_size=6),
+    batch_rows=st.integers(min_value=1, max_value=5),
+)
+def test_merging_sorted_runs_gives_the_sorted_whole(runs, batch_rows):
+    """Whatever the runs (empty ones, repeated keys, keys shared between runs), the merge yields every
+    row once, in key order."""
+    batches, numbered_runs = [], []
+    for number, keys in enumerate(runs):
+        table = pa.table({"k": pa.array(sorted(keys), pa.string()), "run": pa.array([number] * len(keys))})
+        run_batches = table.to_batches(batch_rows)
+        numbered_runs.append(list(range(len(batches), len(batches) + len(run_batches))))
+        batches.extend(run_batches)
+
+    merged = list(merge_sorted_runs(batches.__getitem__, numbered_runs, "k"))
+
+    keys = [key for table in merged for key in table.column("k").to_pylist()]
+    assert keys == sorted(key for run in runs for key in run)
+    assert sorted(run for table in merged for run in table.column("run").to_pylist()) == sorted(
+        number for number, run in enumerate(runs) for _ in run
+    )
+
+
+def test_the_streamed_engine_equals_the_engine_on_the_whole_table(tmp_path):
+    """Row groups in, sorted runs spilled and merged: the same table as features of the whole partition."""
+    table = pa.concat_tables(
+        [telemetry_table(70, DAY, seed=seed, prefix=f"p{seed % 3}") for seed in (5, 1, 4, 2)]
+    ).append_column("source_file", pa.array(["f"] * 280))
+    row_groups = [table.slice(start, 50) for start in range(0, table.num_rows, 50)]
+
+    streamed = pa.concat_tables(stream_features_pandas(row_groups, str(tmp_path)))
+
+    assert streamed.equals(compute_features_pandas(table))

@@ -346,3 +346,45 @@ def test_importing_the_module_loads_neither_great_expectations_nor_dagster():
         [sys.executable, "-c", probe], cwd=REPO_ROOT, capture_output=True, text=True, check=True
     )
     assert out.stdout.split() == ["False", "False"]
+
+
+@settings(max_examples=8, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    bad_kinds=st.lists(st.sampled_from(sorted(BAD_ROWS)), min_size=1, max_size=6),
+    chunk_rows=st.integers(min_value=2, max_value=5),
+    seed=st.integers(min_value=0, max_value=2**16),
+)
+def test_a_day_validated_chunk_by_chunk_is_judged_as_the_whole_day(bad_kinds, chunk_rows, seed):
+    """Repeats across chunks, events of other days, every bad row kind: the chunks' valid and
+    quarantined rows, reasons, rule outcomes and null rates are those of the whole day at once."""
+    import pyarrow as pa
+
+    from assets.telemetry_expectations import TelemetryDayValidation, event_id_index
+
+    raw = telemetry(2 + 2 * len(bad_kinds), seed=seed)
+    for row, kind in zip(range(len(raw) - 1, 0, -2), bad_kinds):  # bad rows late, the repeated row 0 early
+        BAD_ROWS[kind][0](raw, row)
+    whole = validate_telemetry_partition(raw, DAY, ALREADY_INGESTED)
+
+    table = pa.Table.from_pandas(raw, preserve_index=False)
+    index = event_id_index(
+        table.column("event_id"),
+        table.column("source_file"),
+        DAY,
+        [("2024-04-28", pa.array([ALREADY_INGESTED_ID]))],
+    )
+    day = TelemetryDayValidation(DAY, index)
+    chunks = [table.slice(start, chunk_rows) for start in range(0, table.num_rows, chunk_rows)]
+    splits = list(day.validate_chunks(chunks, table.schema))
+
+    valid = pa.concat_tables([valid for valid, _ in splits]).column("event_id").to_pylist()
+    quarantined = pa.concat_tables([quarantined for _, quarantined in splits])
+    assert valid == whole.valid["event_id"].tolist()
+    assert quarantined.column("event_id").to_pylist() == whole.quarantined["event_id"].tolist()
+    reasons = quarantined.column(QUARANTINE_REASON_COLUMN).to_pylist()
+    assert reasons == whole.quarantined[QUARANTINE_REASON_COLUMN].tolist()
+    assert day.rules == whole.rules
+    assert day.null_rates == pytest.approx(whole.null_rates)
+    figures = (day.rows_in, day.rows_valid, day.rows_quarantined)
+    assert figures == (whole.rows_in, whole.rows_valid, whole.rows_quarantined)
+    assert day.quarantined_examples["event_id"].tolist() == whole.quarantined_examples["event_id"].tolist()

@@ -194,14 +194,14 @@ def test_any_error_a_file_raises_in_the_reader_quarantines_that_file_only(platfo
     res = platform_resources
     land(store_root, res, DAY_1, "a.parquet", telemetry_table(20, DAY_1, seed=1, prefix="a"))
     land(store_root, res, DAY_1, "b.parquet", telemetry_table(5, DAY_1, seed=2, prefix="b"))
-    real_read = ingestion.read_upload
+    real_open = ingestion.open_upload
 
     def reader_that_breaks_on_b(uri, conform):
         if uri.endswith("/b.parquet"):
             raise RecursionError("maximum recursion depth exceeded")
-        return real_read(uri, conform)
+        return real_open(uri, conform)
 
-    monkeypatch.setattr(ingestion, "read_upload", reader_that_breaks_on_b)
+    monkeypatch.setattr(ingestion, "open_upload", reader_that_breaks_on_b)
     result = materialize(res, instance, DAY_1)
 
     assert result.success
