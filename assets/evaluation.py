@@ -2,6 +2,7 @@
 blocking gates (TFX-style blessing) that decide whether it may be promoted."""
 
 import base64
+import functools
 from typing import Any
 
 import dagster as dg
@@ -24,9 +25,21 @@ class EvaluationConfig(dg.Config):
 
 
 def load_registered_classifier(registry: ModelRegistryResource, model_name: str, version_id: str) -> Any:
+    """The registered classifier, rebuilt by the checked skops loader once per payload and process.
+
+    Rebuilding costs about 0.8 s (thousands of tree arrays), and one training run needs the candidate
+    in evaluation and export and the champion in evaluation. The cache is keyed by the bytes just
+    read, so a changed payload is never served from it; the models are only used to predict, never
+    modified.
+    """
+    return _classifier_from_payload(registry.read_file(model_name, version_id, "model.skops"))
+
+
+@functools.lru_cache(maxsize=4)
+def _classifier_from_payload(payload: bytes) -> Any:
     from resources.skops_models import load_classifier
 
-    return load_classifier(registry.read_file(model_name, version_id, "model.skops"))
+    return load_classifier(payload)
 
 
 def validation_thresholds(model: Any, frame, spec: ModelSpec, target_precision: float) -> dict:

@@ -7,10 +7,14 @@ asset checks and the lineage afterwards. The simulation is deterministic, so two
 data figures; a rerun replaces partitions instead of adding rows.
 """
 
+import time
+
+PROCESS_STARTED = time.perf_counter()  # before the heavy imports, which the demo's wall time includes
+
 import argparse
+import contextlib
 import datetime as dt
 import logging
-import time
 from dataclasses import dataclass
 
 import dagster as dg
@@ -145,9 +149,12 @@ def run_overhead(instance: dg.DagsterInstance, run_ids: list[str]) -> tuple[floa
     return run_wall, step_compute
 
 
-def close_the_loop(defs, instance, spec, home, seed: int, devices: int, deploy_start: dt.date, clock, run_ids: list[str]) -> bool:
+def close_the_loop(
+    defs, instance, spec, home, seed: int, devices: int, deploy_start: dt.date, clock, run_ids: list[str], workers
+) -> bool:
     """Deploy the champion to a fleet that gains new hardware, let feedback and the sensors drive a
-    retrain, and measure both bundles on the drifted fleet against the simulator's ground truth."""
+    retrain, and measure both bundles on the drifted fleet against the simulator's ground truth.
+    Feedback runs execute on `workers`, two at once, as the daemon would run them."""
     from fleet_sim.deploy import deploy_bundle, evaluate_bundle_on_fleet
     from pipelines.demo_loop import SensorTicker, bundle_ref, drain_feedback, execute
 
@@ -166,7 +173,7 @@ def close_the_loop(defs, instance, spec, home, seed: int, devices: int, deploy_s
     clock.lap("ingest the deployed days")
 
     feedback_sensor = SensorTicker(defs, "edge_feedback_sensor", instance)
-    feedback_runs, feedback_failures = drain_feedback(defs, instance, feedback_sensor, run_ids)
+    feedback_runs, feedback_failures = drain_feedback(feedback_sensor, workers, run_ids)
     run_ids.append(execute(defs, f"{spec.name}_live_performance_job", instance).run_id)
     clock.lap(f"feedback: {feedback_runs} batches validated, featurized, drift-measured")
 
@@ -188,7 +195,9 @@ def close_the_loop(defs, instance, spec, home, seed: int, devices: int, deploy_s
     drift_records = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=dg.AssetKey([spec.name, "drift_report"])), limit=1000).records
     shares = [r.asset_materialization.metadata["drifted_share"].value for r in drift_records if "drifted_share" in r.asset_materialization.metadata]
     recovery = drifted_after.macro_f1 / pre_drift.macro_f1
-    r5 = lambda evaluation: evaluation.by_revision.get("vg-r5")  # noqa: E731 - a column of the table
+    def r5(evaluation) -> float | None:
+        return evaluation.by_revision.get("vg-r5")
+
     print(f"\nclosed loop: {deployed.events} deployed events from {sum(deployed.devices_by_revision.values())} devices "
           f"({', '.join(f'{k}: {v}' for k, v in sorted(deployed.devices_by_revision.items()))}), {feedback_runs} feedback "
           f"batches ({feedback_failures} failed); macro-F1 against the simulator's ground truth on a fresh day ({evaluation_day})")
@@ -225,53 +234,54 @@ def main() -> None:
     from fleet_sim.faults import inject_upload_faults
     from fleet_sim.telemetry import simulate_telemetry
     from pipelines.definitions import defs
-    from pipelines.demo_loop import StageClock, execute, local_ray_runtime
+    from pipelines.demo_loop import RunWorkers, StageClock, execute, local_ray_runtime
     from pipelines.environment import fleetml_home
     from pipelines.model_specs import HARSH_EVENT_MODEL
 
     clock, run_ids = StageClock(), []
-    started = time.perf_counter()
-    home = fleetml_home()
-    landing = home / "landing"
-    summary = simulate_telemetry(landing, DEMO_START, args.days, args.devices, args.seed)
-    faults = inject_upload_faults(landing, DEMO_START + dt.timedelta(days=FAULTY_DAY_OFFSET), args.seed)
-    print(f"simulated fleet: {summary.files} uploads, {summary.windows} windows over {args.days} days "
-          f"from {DEMO_START}; injected {len(faults)} faulty uploads on day {FAULTY_DAY_OFFSET + 1}")
-    clock.lap("simulate the fleet")
-
-    job = defs.resolve_job_def("telemetry_job")
-    partitions = [str(DEMO_START + dt.timedelta(days=offset)) for offset in range(args.days)]
-    with dg.DagsterInstance.get() as instance, local_ray_runtime():
-        days = []
-        for partition in partitions:
-            figures, run_id = run_day(job, instance, partition)
-            days.append(figures)
-            run_ids.append(run_id)
-        lake = defs.resources["lake"]
-        print_summary(days, lake.table_uri(WINDOW_FEATURES_KEY.path).rsplit("/", 1)[0], time.perf_counter() - started)
-        clock.lap(f"ingest {args.days} days")
-        if not all(day.checks_passed for day in days):
-            raise SystemExit("a day failed its gates: see the run in `make dev`")
+    with contextlib.nullcontext() if args.no_loop else RunWorkers() as workers:
         started = time.perf_counter()
-        trained = execute(defs, f"{HARSH_EVENT_MODEL.name}_training_job", instance)
-        run_ids.append(trained.run_id)
-        clock.lap("train, gate, bundle 1")
-        if not print_model_summary(trained, HARSH_EVENT_MODEL, home / "refs" / HARSH_EVENT_MODEL.name, home / "keys", time.perf_counter() - started):
-            raise SystemExit("the model did not reach a verified bundle")
-        looped = args.no_loop or close_the_loop(
-            defs, instance, HARSH_EVENT_MODEL, home, args.seed, args.devices,
-            DEMO_START + dt.timedelta(days=args.days), clock, run_ids,
-        )
-        total = sum(clock.stages.values())
-        print(f"\ndemo wall time after installation: {total:.1f} s (goal <= 120 s)")
-        if args.timings:
-            run_wall, step_compute = run_overhead(instance, run_ids)
-            for stage, seconds in clock.stages.items():
-                print(f"  {seconds:6.1f} s  {stage}")
-            print(f"  {len(run_ids)} Dagster runs: run wall {run_wall:.1f} s / summed step compute {step_compute:.1f} s "
-                  f"= {run_wall / step_compute:.2f}x (goal <= 1.3x)")
-    if not looped:
-        raise SystemExit("the loop did not recover the drifted fleet: see the runs in `make dev`")
+        home = fleetml_home()
+        landing = home / "landing"
+        summary = simulate_telemetry(landing, DEMO_START, args.days, args.devices, args.seed)
+        faults = inject_upload_faults(landing, DEMO_START + dt.timedelta(days=FAULTY_DAY_OFFSET), args.seed)
+        print(f"simulated fleet: {summary.files} uploads, {summary.windows} windows over {args.days} days "
+              f"from {DEMO_START}; injected {len(faults)} faulty uploads on day {FAULTY_DAY_OFFSET + 1}")
+        clock.lap("simulate the fleet")
+
+        job = defs.resolve_job_def("telemetry_job")
+        partitions = [str(DEMO_START + dt.timedelta(days=offset)) for offset in range(args.days)]
+        with dg.DagsterInstance.get() as instance, local_ray_runtime():
+            days = []
+            for partition in partitions:
+                figures, run_id = run_day(job, instance, partition)
+                days.append(figures)
+                run_ids.append(run_id)
+            lake = defs.resources["lake"]
+            print_summary(days, lake.table_uri(WINDOW_FEATURES_KEY.path).rsplit("/", 1)[0], time.perf_counter() - started)
+            clock.lap(f"ingest {args.days} days")
+            if not all(day.checks_passed for day in days):
+                raise SystemExit("a day failed its gates: see the run in `make dev`")
+            started = time.perf_counter()
+            trained = execute(defs, f"{HARSH_EVENT_MODEL.name}_training_job", instance)
+            run_ids.append(trained.run_id)
+            clock.lap("train, gate, bundle 1")
+            if not print_model_summary(trained, HARSH_EVENT_MODEL, home / "refs" / HARSH_EVENT_MODEL.name, home / "keys", time.perf_counter() - started):
+                raise SystemExit("the model did not reach a verified bundle")
+            looped = args.no_loop or close_the_loop(
+                defs, instance, HARSH_EVENT_MODEL, home, args.seed, args.devices,
+                DEMO_START + dt.timedelta(days=args.days), clock, run_ids, workers,
+            )
+            print(f"\ndemo wall time after installation: {time.perf_counter() - PROCESS_STARTED:.1f} s from the "
+                  f"process's start (goal <= 60 s), {sum(clock.stages.values()):.1f} s in the stages below")
+            if args.timings:
+                run_wall, step_compute = run_overhead(instance, run_ids)
+                for stage, seconds in clock.stages.items():
+                    print(f"  {seconds:6.1f} s  {stage}")
+                print(f"  {len(run_ids)} Dagster runs: run wall {run_wall:.1f} s / summed step compute {step_compute:.1f} s "
+                      f"= {run_wall / step_compute:.2f}x (goal <= 1.3x)")
+        if not looped:
+            raise SystemExit("the loop did not recover the drifted fleet: see the runs in `make dev`")
 
 
 if __name__ == "__main__":
