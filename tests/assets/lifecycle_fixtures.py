@@ -2,10 +2,10 @@
 
 import datetime as dt
 import shutil
-import sys
 from pathlib import Path
 
 import dagster as dg
+from platform_resources import home_resources
 
 from assets.features import WINDOW_FEATURES_KEY, window_features
 from assets.ingestion import raw_telemetry
@@ -13,33 +13,11 @@ from assets.model_lifecycle import build_model_lifecycle
 from assets.model_spec import ModelSpec
 from assets.validation import validated_telemetry
 from fleet_sim.telemetry import simulate_telemetry
-from pipelines.environment import LOCAL_RAY_INIT_OPTIONS
-from resources.artifact_store import ArtifactStoreResource
-from resources.json_refs import JsonRefIOManager
-from resources.lake import LakeResource
-from resources.landing_zone import LandingZoneResource
-from resources.model_registry import ModelRegistryResource
-from resources.ray_cluster import LocalRayOnDemand
-from resources.signing_keys import SigningKeyResource
-from resources.spark import SparkResource, local_spark_config
 
 START = dt.date(2026, 11, 1)
 DAYS = 5
 QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
 SMALL_SWEEP = {"learning_rates": [0.1], "max_leaf_nodes": [15], "l2_regularization": [0.0], "max_iter": 60}
-
-
-def home_resources(home: Path) -> dict:
-    return {
-        "lake": LakeResource(uri=str(home / "lake")),
-        "landing_zone": LandingZoneResource(landing_root=str(home / "landing"), quarantine_root=str(home / "quarantine")),
-        "pyspark": SparkResource(spark_config=local_spark_config(sys.executable)),
-        "ray_cluster": LocalRayOnDemand(ray_init_options=LOCAL_RAY_INIT_OPTIONS),
-        "registry": ModelRegistryResource(uri=str(home / "registry")),
-        "artifacts": ArtifactStoreResource(uri=str(home / "artifacts")),
-        "signing_key": SigningKeyResource(dev_key_dir=str(home / "keys")),
-        "ref_io_manager": JsonRefIOManager(uri=str(home / "refs")),
-    }
 
 
 def build_telemetry_home(home: Path, devices: int = 40, seed: int = 3) -> Path:

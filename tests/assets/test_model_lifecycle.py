@@ -12,11 +12,11 @@ from lifecycle_fixtures import (
     build_telemetry_home,
     checks_of,
     copy_home,
-    home_resources,
     lifecycle_run_config,
     materialized,
     run_lifecycle,
 )
+from platform_resources import home_resources
 
 from assets.edge import PARITY_CHECK, PROFILES_CHECK, SIGNATURE_CHECK
 from assets.evaluation import ABSOLUTE_GATE, SLICE_GATE

@@ -12,7 +12,6 @@ import datetime as dt
 import hashlib
 import io
 import json
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -26,10 +25,10 @@ from feedback_uploads import feedback_table
 from lifecycle_fixtures import (
     QUIET,
     build_telemetry_home,
-    home_resources,
     lifecycle_run_config,
     run_lifecycle,
 )
+from platform_resources import home_resources, store_resources
 from telemetry_factory import telemetry_table
 
 from assets.bundle_release import LATENCY_FIGURE, next_build_version, with_recorded_latency
@@ -47,9 +46,7 @@ from edge_packaging.signing import load_public_key_file
 from pipelines.model_specs import HARSH_EVENT_MODEL
 from resources.artifact_store import ArtifactStoreResource
 from resources.lake import LakeResource
-from resources.landing_zone import LandingZoneResource
 from resources.model_registry import ModelRegistry, ModelRegistryResource, RegistrationMetadataIgnored
-from resources.spark import SparkResource, local_spark_config
 
 SPEC = HARSH_EVENT_MODEL
 DAY = dt.date(2026, 11, 2)
@@ -77,21 +74,11 @@ def parquet_bytes(table: pa.Table) -> bytes:
     return sink.getvalue()
 
 
-def telemetry_resources(home: Path) -> dict:
-    return {
-        "lake": LakeResource(uri=str(home / "lake")),
-        "landing_zone": LandingZoneResource(
-            landing_root=str(home / "landing"), quarantine_root=str(home / "quarantine")
-        ),
-        "pyspark": SparkResource(spark_config=local_spark_config(sys.executable)),
-    }
-
-
 # ---------------------------------------------------------------- telemetry, features, feedback
 
 
 def test_telemetry_and_feature_partitions_are_byte_identical_on_rerun(tmp_path):
-    resources = telemetry_resources(tmp_path)
+    resources = store_resources(str(tmp_path))
     landing = tmp_path / "landing" / "telemetry" / f"date={DAY}"
     landing.mkdir(parents=True)
     for seed, prefix in ((1, "a"), (2, "b")):
@@ -120,7 +107,7 @@ def test_telemetry_and_feature_partitions_are_byte_identical_on_rerun(tmp_path):
 
 
 def test_feedback_and_its_features_are_byte_identical_on_rerun(tmp_path):
-    resources = telemetry_resources(tmp_path)
+    resources = store_resources(str(tmp_path))
     upload = tmp_path / "landing" / "edge_feedback" / "date=2026-11-08" / f"{BATCH}.parquet"
     upload.parent.mkdir(parents=True)
     upload.write_bytes(parquet_bytes(feedback_table(rows=30, seed=4)))

@@ -10,12 +10,12 @@ featurized), not time or memory.
 import datetime as dt
 import hashlib
 import io
-import sys
 
 import dagster as dg
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from platform_resources import store_resources
 from telemetry_factory import telemetry_table
 
 import edge_packaging.features as edge_features
@@ -26,9 +26,7 @@ from assets.features import WINDOW_FEATURES_KEY, window_features
 from assets.ingestion import raw_telemetry
 from assets.validation import ROW_QUARANTINE_KEY, VALIDATED_KEY, validated_telemetry
 from resources.filesystems import filesystem_and_path
-from resources.lake import LakeResource
-from resources.landing_zone import SIDECAR_SUFFIX, LandingZoneResource
-from resources.spark import SparkResource, local_spark_config
+from resources.landing_zone import SIDECAR_SUFFIX
 
 DAY = dt.date(2026, 11, 5)
 ROW_GROUP_ROWS = 64
@@ -43,13 +41,7 @@ def small_row_groups(monkeypatch):
 
 @pytest.fixture
 def platform_resources(store_root) -> dict:
-    return {
-        "lake": LakeResource(uri=store_root.join("lake")),
-        "landing_zone": LandingZoneResource(
-            landing_root=store_root.join("landing"), quarantine_root=store_root.join("quarantine")
-        ),
-        "pyspark": SparkResource(spark_config=local_spark_config(sys.executable)),
-    }
+    return store_resources(store_root.uri)
 
 
 def land(store_root, resources: dict, name: str, table: pa.Table, **write_options) -> None:

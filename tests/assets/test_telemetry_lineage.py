@@ -10,6 +10,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
+from platform_resources import store_resources
 from telemetry_factory import telemetry_table
 
 from assets.features import WINDOW_FEATURES_KEY, window_features
@@ -32,13 +33,7 @@ DAY_1, DAY_2 = dt.date(2026, 11, 1), dt.date(2026, 11, 2)
 @pytest.fixture
 def platform_resources(store_root) -> dict:
     """The platform's stores on each kind of store: a temporary folder, then an S3 prefix."""
-    return {
-        "lake": LakeResource(uri=store_root.join("lake")),
-        "landing_zone": LandingZoneResource(
-            landing_root=store_root.join("landing"), quarantine_root=store_root.join("quarantine")
-        ),
-        "pyspark": SparkResource(spark_config=local_spark_config(sys.executable)),
-    }
+    return store_resources(store_root.uri)
 
 
 def land(store_root, resources: dict, day: dt.date, name: str, content: pa.Table | bytes) -> str:

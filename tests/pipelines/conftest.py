@@ -11,7 +11,6 @@ crossed without waiting six hours.
 import datetime as dt
 import json
 import shutil
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
@@ -39,29 +38,13 @@ SMALL_SWEEP = {"learning_rates": [0.1], "max_leaf_nodes": [15], "l2_regularizati
 def loop_definitions(home: Path) -> dg.Definitions:
     """The code location's assets, jobs and sensors, with the local resources rooted at `home`
     (`pipelines.definitions` roots them at `$FLEETML_HOME` when it is imported)."""
+    from platform_resources import home_resources
+
     from pipelines.definitions import defs
-    from pipelines.environment import LOCAL_RAY_INIT_OPTIONS
     from resources.alert_sink import AlertSinkResource
-    from resources.artifact_store import ArtifactStoreResource
-    from resources.json_refs import JsonRefIOManager
-    from resources.lake import LakeResource
-    from resources.landing_zone import LandingZoneResource
-    from resources.model_registry import ModelRegistryResource
-    from resources.ray_cluster import LocalRayOnDemand
-    from resources.signing_keys import SigningKeyResource
-    from resources.spark import SparkResource, local_spark_config
 
     resources = {
-        "lake": LakeResource(uri=str(home / "lake")),
-        "landing_zone": LandingZoneResource(
-            landing_root=str(home / "landing"), quarantine_root=str(home / "quarantine")
-        ),
-        "pyspark": SparkResource(spark_config=local_spark_config(sys.executable)),
-        "ray_cluster": LocalRayOnDemand(ray_init_options=LOCAL_RAY_INIT_OPTIONS),
-        "registry": ModelRegistryResource(uri=str(home / "registry")),
-        "artifacts": ArtifactStoreResource(uri=str(home / "artifacts")),
-        "signing_key": SigningKeyResource(dev_key_dir=str(home / "keys")),
-        "ref_io_manager": JsonRefIOManager(uri=str(home / "refs")),
+        **home_resources(home),
         "alert_sink": AlertSinkResource(log_path=str(home / "alerts" / "alerts.jsonl")),
     }
     missing = set(defs.resources) - set(resources)
